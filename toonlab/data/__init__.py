@@ -1,0 +1,1 @@
+"""Data for toonlab: built-in synthetic portraits, image folders, edge smoothing, downloads."""

@@ -1,0 +1,99 @@
+"""Unpaired batches that are a pure function of the step number, so training resumes exactly.
+
+An unpaired dataset (synthetic portraits or image folders) answers ``dataset[(i_a, i_b, seed)]``
+with ``{"A": photo_i_a, "B": cartoon_i_b}``, using ``seed`` for its random augmentation. The
+:class:`UnpairedSampler` decides those keys from the run seed and the position in the stream alone,
+the way the official CycleGAN loader does: an epoch is ``max(|A|, |B|)`` samples, A is read in a
+shuffled order, B at random (reference-models.md §1.3). Starting the sampler at step ``k`` gives the
+same batches a run that never stopped would see, with any number of loader workers.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Protocol
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+
+class UnpairedDataset(Protocol):
+    """What :func:`make_loader` needs from a dataset."""
+
+    len_a: int
+    len_b: int
+
+    def __getitem__(self, key: tuple[int, int, int]) -> dict[str, torch.Tensor]: ...
+
+
+def epoch_length(dataset: UnpairedDataset) -> int:
+    """Samples per epoch: ``max(|A|, |B|)``, as in the official unaligned dataset."""
+    return max(int(dataset.len_a), int(dataset.len_b))
+
+
+def steps_per_epoch(dataset: UnpairedDataset, batch_size: int) -> int:
+    """Optimisation steps per epoch (incomplete last batches are dropped; at least 1)."""
+    return max(1, epoch_length(dataset) // batch_size)
+
+
+class UnpairedSampler(Sampler):
+    """Infinite stream of keys ``(i_a, i_b, augmentation_seed)`` starting at ``start_step``."""
+
+    def __init__(self, len_a: int, len_b: int, batch_size: int, seed: int = 0, start_step: int = 0):
+        if len_a < 1 or len_b < 1:
+            raise ValueError(f"both domains need images (got {len_a} in A and {len_b} in B)")
+        self.len_a, self.len_b = int(len_a), int(len_b)
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.start_step = int(start_step)
+        self.per_epoch = steps_per_epoch(self, self.batch_size) * self.batch_size
+        self._perm_epoch = -1
+        self._perm: np.ndarray | None = None
+
+    def key(self, sample: int) -> tuple[int, int, int]:
+        """Key of the ``sample``-th sample of the stream (0-based, counted across epochs)."""
+        epoch, pos = divmod(sample, self.per_epoch)
+        if epoch != self._perm_epoch:
+            rng = np.random.default_rng([self.seed, epoch, 0])
+            self._perm = rng.permutation(max(self.len_a, self.len_b))
+            self._perm_epoch = epoch
+        i_a = int(self._perm[pos]) % self.len_a
+        rng = np.random.default_rng([self.seed, sample, 1])
+        i_b = int(rng.integers(self.len_b))
+        aug_seed = int(rng.integers(2**31 - 1))
+        return i_a, i_b, aug_seed
+
+    def __iter__(self) -> Iterator[tuple[int, int, int]]:
+        sample = self.start_step * self.batch_size
+        while True:
+            yield self.key(sample)
+            sample += 1
+
+    def __len__(self) -> int:  # DataLoader asks; the stream is endless
+        return 2**62
+
+
+def make_loader(
+    dataset: UnpairedDataset,
+    batch_size: int = 1,
+    seed: int = 0,
+    start_step: int = 0,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """Endless DataLoader of ``{"A", "B"}`` batches; batch ``k`` depends only on ``seed`` and ``k``."""
+    sampler = UnpairedSampler(dataset.len_a, dataset.len_b, batch_size, seed, start_step)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        drop_last=True,
+        persistent_workers=num_workers > 0,
+    )
+
+
+def augmentation_generator(seed: int) -> torch.Generator:
+    """A CPU ``torch.Generator`` for one sample's random crop/flip."""
+    return torch.Generator().manual_seed(int(seed))

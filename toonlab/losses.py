@@ -1,0 +1,134 @@
+"""Loss criteria shared by the models: GAN criteria and VGG feature networks.
+
+* :class:`GANLoss` — least squares (``lsgan``, CycleGAN/MUNIT/CartoonGAN author code) or the
+  log-loss of the original GAN (``vanilla``, BCE on logits). Notebook 01 §"Adversarial loss".
+* :func:`load_vgg_features` — a frozen, truncated torchvision VGG for perceptual/content losses
+  (CartoonGAN conv4_4, MUNIT's optional perceptual loss). Notebook 02 §"Content loss".
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+GAN_MODES = ("lsgan", "vanilla")
+
+
+class GANLoss(nn.Module):
+    """``GAN(prediction, target_is_real)`` against target 1 (real) or 0 (fake).
+
+    ``lsgan``: mean squared error (Mao et al. 2017), as the reference CycleGAN and MUNIT use.
+    ``vanilla``: binary cross-entropy on logits, i.e. the paper log-loss ``-log D(x)``.
+    A list or tuple of predictions (multi-scale discriminators) is summed over scales, as MUNIT does.
+    """
+
+    def __init__(self, mode: str = "lsgan"):
+        super().__init__()
+        if mode not in GAN_MODES:
+            raise ValueError(f"unknown GAN mode {mode!r}; choose one of {', '.join(GAN_MODES)}")
+        self.mode = mode
+
+    def forward(self, prediction, target_is_real: bool) -> torch.Tensor:
+        if isinstance(prediction, (list, tuple)):
+            return sum(self.forward(p, target_is_real) for p in prediction)
+        prediction = prediction.float()
+        target = torch.full_like(prediction, 1.0 if target_is_real else 0.0)
+        if self.mode == "lsgan":
+            return F.mse_loss(prediction, target)
+        return F.binary_cross_entropy_with_logits(prediction, target)
+
+
+# --- VGG feature networks --------------------------------------------------------------------
+
+#: index just past the named layer in torchvision's ``vgg19().features``
+VGG19_LAYERS = {"conv1_1": 1, "relu1_1": 2, "conv2_1": 6, "conv3_1": 11, "conv4_1": 20, "conv4_4": 26,
+                "relu4_4": 27, "conv5_1": 29, "conv5_4": 35}
+VGG_ENV = "TOONLAB_VGG19_WEIGHTS"
+#: ImageNet statistics the torchvision VGG weights were trained with (RGB, inputs in [0, 1])
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class VGGWeightsUnavailable(RuntimeError):
+    """The ImageNet VGG weights are neither cached nor downloadable."""
+
+
+class VGGFeatures(nn.Module):
+    """Frozen VGG trunk that takes images in [-1, 1] and normalises them as the weights expect."""
+
+    def __init__(self, features: nn.Sequential):
+        super().__init__()
+        self.features = features.eval()
+        for p in self.features.parameters():
+            p.requires_grad_(False)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+
+    def train(self, mode: bool = True):  # the trunk always stays in eval mode
+        super().train(mode)
+        self.features.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = ((x + 1) / 2 - self.mean) / self.std
+        return self.features(x)
+
+
+def _vgg19_weight_file() -> Path:
+    from torchvision.models import VGG19_Weights
+
+    url = VGG19_Weights.IMAGENET1K_V1.url
+    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+
+
+def load_vgg_features(layer: str = "conv4_4", weights: str | Path | None = "imagenet") -> VGGFeatures:
+    """VGG19 features up to and including ``layer`` (default conv4_4, before its ReLU).
+
+    ``weights``:
+      * ``"imagenet"`` — torchvision's ImageNet weights: ``$TOONLAB_VGG19_WEIGHTS`` if set, else the
+        torch hub cache, downloading them on first use;
+      * a path to a ``vgg19-dcbb9e9d.pth`` file placed by hand;
+      * ``None`` — random initialisation (tests and FAST mode only: the loss then means little).
+    Only the layers up to ``layer`` are kept, so nothing beyond conv4_4 sits on the device.
+    """
+    from torchvision.models import vgg19
+
+    if layer not in VGG19_LAYERS:
+        raise ValueError(f"unknown VGG19 layer {layer!r}; choose one of {', '.join(VGG19_LAYERS)}")
+    net = vgg19(weights=None)
+    if weights is not None:
+        path = Path(weights) if weights != "imagenet" else None
+        if path is None and os.environ.get(VGG_ENV):
+            path = Path(os.environ[VGG_ENV]).expanduser()
+        state = _load_vgg_state(path)
+        net.load_state_dict(state)
+    features = nn.Sequential(*list(net.features.children())[: VGG19_LAYERS[layer]])
+    return VGGFeatures(features)
+
+
+def _load_vgg_state(path: Path | None) -> dict:
+    target = path or _vgg19_weight_file()
+    if path is not None and not path.is_file():
+        raise VGGWeightsUnavailable(f"VGG19 weight file {path} does not exist; check {VGG_ENV} or the path you gave")
+    if not target.is_file():
+        from torchvision.models import VGG19_Weights
+
+        url = VGG19_Weights.IMAGENET1K_V1.url
+        try:
+            torch.hub.download_url_to_file(url, str(target), progress=True)
+        except Exception as err:  # offline, proxy, quota, disk full ...
+            raise VGGWeightsUnavailable(
+                f"could not download the ImageNet VGG19 weights from {url} ({err}).\n"
+                f"Fix: download that file on a machine with internet and either put it at {target} "
+                f"or set {VGG_ENV}=/path/to/{target.name}. "
+                "For a quick offline test use weights=None (random VGG; the content loss then means little)."
+            ) from err
+    try:
+        return torch.load(target, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise VGGWeightsUnavailable(
+            f"{target} is not a readable VGG19 state_dict ({err}); delete it and download it again"
+        ) from err

@@ -1,0 +1,153 @@
+"""What every toonlab model gives the one training loop (:mod:`toonlab.train`).
+
+A model is an ``nn.Module`` holding its networks, its optimisers and its loss weights, with one
+method that does a full training iteration (:meth:`TranslationModel.train_step`). The training loop
+knows nothing else about it: it sets learning rates from :meth:`lr_factor`, moves batches to the
+device, handles mixed precision through :class:`Precision`, and saves :meth:`training_state`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+
+
+class Precision:
+    """Mixed-precision policy for one run: autocast context plus (for fp16) a gradient scaler.
+
+    ``fp32`` does nothing. ``bf16`` autocasts to bfloat16 (no scaler needed). ``fp16`` autocasts
+    to float16 and scales the loss. ``auto`` picks bf16 on GPUs that support it, else fp16, and
+    fp32 on the CPU. Models call :meth:`autocast` around forward passes and :meth:`step` instead of
+    ``loss.backward(); optimizer.step()``; the training loop calls :meth:`update` once per iteration.
+    """
+
+    def __init__(self, mode: str = "fp32", device: torch.device | str = "cpu"):
+        if mode not in PRECISIONS:
+            raise ValueError(f"unknown precision {mode!r}; choose one of {', '.join(PRECISIONS)}")
+        self.device = torch.device(device)
+        if mode == "auto":
+            if self.device.type == "cuda":
+                mode = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+            else:
+                mode = "fp32"
+        if mode == "fp16" and self.device.type != "cuda":
+            raise ValueError("fp16 mixed precision needs a CUDA device; use bf16 or fp32 on the CPU")
+        self.mode = mode
+        self.dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[mode]
+        self.scaler = torch.amp.GradScaler("cuda") if mode == "fp16" else None
+
+    def autocast(self):
+        """Context manager for forward passes (a no-op in fp32)."""
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        """``backward`` + ``optimizer.step`` + ``zero_grad``, through the scaler when there is one."""
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(optimizer)
+        else:
+            loss.backward()
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    def update(self) -> None:
+        """Adjust the fp16 loss scale; call once per iteration after all optimiser steps."""
+        if self.scaler is not None:
+            self.scaler.update()
+
+    def state_dict(self) -> dict:
+        return {"mode": self.mode, "scaler": self.scaler.state_dict() if self.scaler else {}}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+
+
+class TranslationModel(nn.Module):
+    """Base class of CycleGAN, CartoonGAN and MUNIT in toonlab.
+
+    Subclasses set :attr:`kind`, build their networks and ``self.optimizers`` (a dict name ->
+    optimiser) in ``__init__`` from a dataclass ``config``, and implement :meth:`train_step` and
+    :meth:`translate`. :attr:`hparam_names` lists the config fields a user may change between steps
+    (the widgets' sliders): they are read from ``self.config`` at every step.
+    """
+
+    kind: ClassVar[str] = "model"
+    #: config fields that may change during training (learning rate, loss weights ...)
+    hparam_names: ClassVar[tuple[str, ...]] = ("lr",)
+    #: maps an optimiser name to the config field holding its base learning rate
+    lr_fields: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, config: Any):
+        super().__init__()
+        self.config = config
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+
+    # -- what the training loop calls -------------------------------------------------------
+    def train_step(self, batch: dict[str, torch.Tensor], precision: Precision, step: int) -> dict[str, float]:
+        """One full iteration on ``batch`` (``{"A": photos, "B": cartoons}``, on the device).
+
+        Returns the loss terms as Python floats (they go into the history and the progress bar).
+        """
+        raise NotImplementedError
+
+    def lr_factor(self, step: int, steps_per_epoch: int) -> float:
+        """Multiplier of the base learning rate at ``step`` (0-based). Default: constant."""
+        return 1.0
+
+    def base_lr(self, optimizer_name: str) -> float:
+        """Base learning rate of one optimiser, read from the config (see :attr:`lr_fields`)."""
+        return float(getattr(self.config, self.lr_fields.get(optimizer_name, "lr")))
+
+    def set_learning_rates(self, step: int, steps_per_epoch: int) -> None:
+        """Write ``base_lr * lr_factor`` into every optimiser (called before each step)."""
+        factor = self.lr_factor(step, steps_per_epoch)
+        for name, opt in self.optimizers.items():
+            lr = self.base_lr(name) * factor
+            for group in opt.param_groups:
+                group["lr"] = lr
+
+    @torch.no_grad()
+    def translate(self, x: torch.Tensor, direction: str = "AtoB") -> torch.Tensor:
+        """Translate a batch in [-1, 1]: ``AtoB`` photo -> cartoon, ``BtoA`` cartoon -> photo."""
+        raise NotImplementedError
+
+    # -- hyper-parameters ---------------------------------------------------------------------
+    @property
+    def hparams(self) -> dict[str, Any]:
+        """Current values of the tunable hyper-parameters."""
+        return {name: getattr(self.config, name) for name in self.hparam_names}
+
+    def set_hparams(self, **values: Any) -> None:
+        """Change tunable hyper-parameters; unknown names raise a ValueError listing the valid ones."""
+        for name, value in values.items():
+            if name not in self.hparam_names:
+                raise ValueError(
+                    f"{name!r} is not a tunable hyper-parameter of {self.kind}; "
+                    f"choose from {', '.join(self.hparam_names)}"
+                )
+            current = getattr(self.config, name)
+            setattr(self.config, name, type(current)(value) if current is not None else value)
+
+    # -- checkpoint extras --------------------------------------------------------------------
+    def extra_state(self) -> dict[str, Any]:
+        """Training state outside parameters and optimisers (image pools ...). Tensors, lists, numbers only."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`extra_state` returned."""
+
+    def config_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.config)
+
+    def to_memory_format(self, memory_format: torch.memory_format) -> None:
+        """Move parameters to ``memory_format`` (``torch.channels_last`` on CUDA)."""
+        self.to(memory_format=memory_format)

@@ -1,0 +1,234 @@
+"""Building blocks shared by the models: normalisations, padding, conv blocks, residual blocks, init.
+
+Each block keeps the attribute names and ``nn.Sequential`` indices of the reference code it comes
+from, so published checkpoints load without renaming (reference-models.md §1.1, §2.1, §8).
+Notebook 01 §"Blocks" rebuilds :class:`ResnetBlock`; notebook 03 §"AdaIN" rebuilds
+:class:`AdaptiveInstanceNorm2d` and :class:`LayerNorm`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NORMS = ("instance", "instance_affine", "batch", "layer", "adain", "none")
+PADDINGS = ("reflect", "replicate", "zero")
+
+
+class LayerNorm(nn.Module):
+    """MUNIT's layer norm (reference-models.md §2.1): per sample, over (C, H, W).
+
+    ``y = (x - mean) / (std + eps) * gamma + beta`` with the *unbiased* standard deviation and
+    ``eps`` added to the deviation, not the variance. It differs from ``nn.GroupNorm(1, C)`` (biased
+    variance, eps inside the square root) by ~4e-5, so it is written out. ``gamma ~ U(0, 1)``.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, affine: bool = True):
+        super().__init__()
+        self.num_features = num_features
+        self.eps = eps
+        self.affine = affine
+        if affine:
+            self.gamma = nn.Parameter(torch.rand(num_features))
+            self.beta = nn.Parameter(torch.zeros(num_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (-1,) + (1,) * (x.dim() - 1)
+        flat = x.reshape(x.size(0), -1)
+        mean = flat.mean(1).view(shape)
+        std = flat.std(1).view(shape)
+        x = (x - mean) / (std + self.eps)
+        if self.affine:
+            affine_shape = (1, -1) + (1,) * (x.dim() - 2)
+            x = x * self.gamma.view(affine_shape) + self.beta.view(affine_shape)
+        return x
+
+
+class AdaptiveInstanceNorm2d(nn.Module):
+    """Adaptive instance normalisation (Huang & Belongie 2017; MUNIT eq. in §3 of the paper).
+
+    ``y = instance_norm(x) * weight + bias`` where ``weight`` (a std) and ``bias`` (a mean) are not
+    learned here but written per sample by MUNIT's MLP before every decode: set ``self.weight`` and
+    ``self.bias`` to tensors of shape ``(N * C,)`` or ``(N, C)``.
+
+    The ``running_mean``/``running_var`` buffers are never used; they exist because the official
+    implementation has them, so its checkpoints load with ``strict=True``.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1):
+        super().__init__()
+        self.num_features = num_features
+        self.eps = eps
+        self.momentum = momentum
+        self.weight: torch.Tensor | None = None
+        self.bias: torch.Tensor | None = None
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.weight is None or self.bias is None:
+            raise RuntimeError(
+                "AdaptiveInstanceNorm2d has no style parameters: assign weight and bias "
+                "(MUNIT's decoder does this from the style code) before calling it"
+            )
+        n, c = x.shape[:2]
+        weight = self.weight.reshape(n, c, 1, 1)
+        bias = self.bias.reshape(n, c, 1, 1)
+        return F.instance_norm(x, eps=self.eps) * weight + bias
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}"
+
+
+def make_norm(kind: str, channels: int, eps: float = 1e-5) -> nn.Module:
+    """Normalisation layer by name (see :data:`NORMS`).
+
+    ``instance`` is CycleGAN's: no affine, no running statistics. ``instance_affine`` is CartoonGAN's
+    learnable scale/shift variant. ``none`` returns ``nn.Identity`` (no parameters, no keys).
+    """
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, eps=eps, affine=False, track_running_stats=False)
+    if kind == "instance_affine":
+        return nn.InstanceNorm2d(channels, eps=eps, affine=True, track_running_stats=False)
+    if kind == "batch":
+        return nn.BatchNorm2d(channels, eps=eps)
+    if kind == "layer":
+        return LayerNorm(channels, eps=eps)
+    if kind == "adain":
+        return AdaptiveInstanceNorm2d(channels, eps=eps)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown norm {kind!r}; choose one of {', '.join(NORMS)}")
+
+
+def make_padding(kind: str, size: int) -> nn.Module:
+    """Explicit padding layer: ``reflect``, ``replicate`` or ``zero``."""
+    if kind == "reflect":
+        return nn.ReflectionPad2d(size)
+    if kind == "replicate":
+        return nn.ReplicationPad2d(size)
+    if kind == "zero":
+        return nn.ZeroPad2d(size)
+    raise ValueError(f"unknown padding {kind!r}; choose one of {', '.join(PADDINGS)}")
+
+
+def make_activation(kind: str) -> nn.Module:
+    """``relu``, ``lrelu`` (slope 0.2), ``tanh`` or ``none``."""
+    if kind == "relu":
+        return nn.ReLU(inplace=True)
+    if kind == "lrelu":
+        return nn.LeakyReLU(0.2, inplace=True)
+    if kind == "tanh":
+        return nn.Tanh()
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown activation {kind!r}; choose relu, lrelu, tanh or none")
+
+
+class ResnetBlock(nn.Module):
+    """``x + conv_block(x)`` with ``conv_block = [pad, conv3x3, norm, ReLU, (dropout), pad, conv3x3, norm]``.
+
+    The CycleGAN ResnetBlock (reference-models.md §1.1): without dropout and with reflect padding the
+    two convolutions sit at ``conv_block.1`` and ``conv_block.5``, as in the official checkpoints.
+    With ``padding="zero"`` the padding moves into the convolutions (and the indices shift), as in
+    the official code. CartoonGAN uses it with ``norm="instance_affine"``.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        norm: str = "instance",
+        padding: str = "reflect",
+        dropout: bool = False,
+        bias: bool = True,
+        norm_eps: float = 1e-5,
+    ):
+        super().__init__()
+        layers: list[nn.Module] = []
+        for second in (False, True):
+            conv_pad = 0
+            if padding == "zero":
+                conv_pad = 1
+            else:
+                layers.append(make_padding(padding, 1))
+            layers += [
+                nn.Conv2d(channels, channels, 3, padding=conv_pad, bias=bias),
+                make_norm(norm, channels, eps=norm_eps),
+            ]
+            if not second:
+                layers.append(nn.ReLU(True))
+                if dropout:
+                    layers.append(nn.Dropout(0.5))
+        self.conv_block = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv_block(x)
+
+
+class Conv2dBlock(nn.Module):
+    """MUNIT's ``Conv2dBlock``: pad -> conv (bias) -> norm -> activation (reference-models.md §2.1).
+
+    Attribute names (``pad``, ``norm``, ``activation``, ``conv``) match the official checkpoints'
+    keys, e.g. ``enc_style.model.0.conv.weight`` and ``dec.model.2.norm.gamma``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int,
+        padding: int = 0,
+        norm: str = "none",
+        activation: str = "relu",
+        pad_type: str = "zero",
+    ):
+        super().__init__()
+        self.pad = make_padding(pad_type, padding)
+        self.norm = make_norm(norm, out_channels)
+        self.activation = make_activation(activation)
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.norm(self.conv(self.pad(x))))
+
+
+def init_weights(module: nn.Module, kind: str = "normal", gain: float = 0.02) -> nn.Module:
+    """Initialise conv and linear layers in place and return the module.
+
+    * ``normal``: weights ~ N(0, gain) (CycleGAN, CartoonGAN, MUNIT discriminators; gain 0.02)
+    * ``kaiming``: He normal, fan-in (MUNIT generators)
+    * ``xavier``: Glorot normal with ``gain``
+    Biases are set to 0; BatchNorm weights ~ N(1, gain). Other norms keep their own init.
+    """
+    if kind not in ("normal", "kaiming", "xavier"):
+        raise ValueError(f"unknown init {kind!r}; choose normal, kaiming or xavier")
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            if kind == "normal":
+                nn.init.normal_(m.weight, 0.0, gain)
+            elif kind == "kaiming":
+                nn.init.kaiming_normal_(m.weight, a=0, mode="fan_in")
+            else:
+                nn.init.xavier_normal_(m.weight, gain=gain)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, gain)
+            nn.init.zeros_(m.bias)
+    return module
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def set_requires_grad(modules, flag: bool) -> None:
+    """Freeze (``False``) or unfreeze the parameters of one module or a list of modules."""
+    if isinstance(modules, nn.Module):
+        modules = [modules]
+    for m in modules:
+        for p in m.parameters():
+            p.requires_grad_(flag)
