@@ -1,0 +1,63 @@
+"""Published reference checkpoints -> toonlab modules with identical outputs.
+
+:func:`load_official` reads a file with ``torch.load(weights_only=True)`` (so a malicious pickle
+cannot run code) and hands the state dict to the model module that knows its key layout:
+
+* ``"cyclegan"``   official ResnetGenerator ``.pth`` -> :class:`toonlab.models.cyclegan.ResnetGenerator`
+* ``"cartoongan"`` ``{Hayao,Hosoda,Paprika,Shinkai}_net_G_float.pth`` -> RGB CartoonGAN generator
+* ``"munit"``      ``gen_*.pt`` / published ``.pt`` ``{'a': ..., 'b': ...}`` -> object with ``gen_a``, ``gen_b``
+* ``"animegan2"``  AnimeGANv2 face-portrait generator state dict -> inference module
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import torch
+
+#: kind -> (module, function taking a state dict and returning the toonlab module)
+OFFICIAL_LOADERS = {
+    "cyclegan": ("toonlab.models.cyclegan", "from_official_state_dict"),
+    "cartoongan": ("toonlab.models.cartoongan", "from_official_state_dict"),
+    "munit": ("toonlab.models.munit", "from_official_state_dict"),
+    "animegan2": ("toonlab.models.animegan2", "from_official_state_dict"),
+}
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, unreadable, unsafe or of the wrong kind."""
+
+
+def read_state_file(path: str | Path) -> Any:
+    """``torch.load(path, map_location="cpu", weights_only=True)`` with errors that say what to do."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        text = str(err)
+        if "Weights only load failed" in text or "Unsupported global" in text:
+            raise CheckpointError(
+                f"{path} contains pickled Python objects, not just tensors; toonlab refuses to "
+                "unpickle arbitrary code. Re-save it as a plain state_dict with torch.save(model.state_dict())"
+            ) from err
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({err.__class__.__name__}: {err})") from err
+
+
+def load_official(kind: str, path: str | Path, device: str | torch.device = "cpu"):
+    """Load a published reference checkpoint of ``kind`` into toonlab's module (eval mode)."""
+    if kind not in OFFICIAL_LOADERS:
+        raise ValueError(f"unknown official checkpoint kind {kind!r}; choose one of {', '.join(OFFICIAL_LOADERS)}")
+    module_name, func_name = OFFICIAL_LOADERS[kind]
+    converter = getattr(importlib.import_module(module_name), func_name)
+    state = read_state_file(path)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} holds a {type(state).__name__}, not a state dict of a {kind} model")
+    try:
+        module = converter(state)
+    except (KeyError, RuntimeError, ValueError) as err:
+        raise CheckpointError(f"{path} does not look like an official {kind} checkpoint: {err}") from err
+    return module.to(device).eval()
