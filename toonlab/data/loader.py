@@ -97,3 +97,36 @@ def make_loader(
 def augmentation_generator(seed: int) -> torch.Generator:
     """A CPU ``torch.Generator`` for one sample's random crop/flip."""
     return torch.Generator().manual_seed(int(seed))
+
+
+class UnpairedImages(torch.utils.data.Dataset):
+    """Base class of the unpaired datasets (synthetic portraits, image folders).
+
+    Subclasses set ``len_a``/``len_b`` and implement :meth:`image_a`, :meth:`image_b` (raw RGB PIL
+    images, before augmentation) and :meth:`transform` (deterministic for a given ``seed``).
+    ``dataset[(i_a, i_b, seed)]`` augments A with ``seed`` and B with ``seed + 1``, so a wrapper can
+    apply B's exact augmentation to a derived image (CartoonGAN's edge-smoothed twin).
+    """
+
+    len_a: int = 0
+    len_b: int = 0
+
+    def image_a(self, index: int):
+        raise NotImplementedError
+
+    def image_b(self, index: int):
+        raise NotImplementedError
+
+    def source_id_b(self, index: int) -> str | None:
+        """Stable identity of B image ``index`` for caches (path + size + mtime), or None if not cacheable."""
+        return None
+
+    def transform(self, image, seed: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return epoch_length(self)
+
+    def __getitem__(self, key: tuple[int, int, int]) -> dict[str, torch.Tensor]:
+        i_a, i_b, seed = key
+        return {"A": self.transform(self.image_a(i_a), seed), "B": self.transform(self.image_b(i_b), seed + 1)}
