@@ -90,6 +90,8 @@ class TranslationModel(nn.Module):
         super().__init__()
         self.config = config
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        #: set by the training loop from the dataset before training (epoch-based schedules use it)
+        self.steps_per_epoch: int = 1
 
     # -- what the training loop calls -------------------------------------------------------
     def train_step(self, batch: dict[str, torch.Tensor], precision: Precision, step: int) -> dict[str, float]:
