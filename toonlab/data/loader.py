@@ -91,6 +91,9 @@ def make_loader(
         pin_memory=pin_memory,
         drop_last=True,
         persistent_workers=num_workers > 0,
+        # its own generator: creating an iterator must not consume the global torch RNG,
+        # or a resumed run would draw different random numbers than an uninterrupted one
+        generator=torch.Generator().manual_seed(int(seed)),
     )
 
 
