@@ -1,0 +1,337 @@
+"""The ``toonlab`` command: export synthetic data, train a model, translate images.
+
+    toonlab export-synthetic data/synthetic --size 128
+    toonlab train cyclegan --preset cpu --run-dir runs/cyclegan-cpu
+    toonlab train cartoongan --data ~/datasets/selfie2anime --steps 20000 --device cuda --precision auto
+    toonlab train cyclegan --resume runs/cyclegan-cpu --steps 500
+    toonlab translate runs/cyclegan-cpu photos/ cartoons/
+    toonlab translate Hayao_net_G_float.pth me.jpg me_hayao.png --official cartoongan
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from toonlab.config import PRESETS
+from toonlab.models import MODEL_KINDS
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+class CLIError(Exception):
+    """A user-facing error: printed without a traceback, exit status 2."""
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+def parse_assignments(items: Sequence[str] | None, flag: str) -> dict[str, Any]:
+    """``["lambda_a=5", "norm=instance"]`` -> ``{"lambda_a": 5, "norm": "instance"}``."""
+    values: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise CLIError(f"{flag} expects NAME=VALUE, got {item!r}")
+        name, raw = item.split("=", 1)
+        try:
+            values[name.strip()] = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            values[name.strip()] = raw
+    return values
+
+
+def list_images(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if files:
+            return files
+        raise CLIError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {path}")
+    raise CLIError(f"{path} does not exist")
+
+
+# --- export-synthetic ----------------------------------------------------------------------------
+
+def cmd_export_synthetic(args: argparse.Namespace) -> int:
+    from toonlab.data.synthetic import export_dataset
+
+    out = export_dataset(args.out, size=args.size, n_train=args.train, n_test=args.test, seed=args.seed,
+                         overwrite=args.overwrite, progress=not args.quiet)
+    print(f"wrote synthetic portraits to {out} (trainA trainB testA testB; testB holds the true cartoons of testA)")
+    return 0
+
+
+# --- train ---------------------------------------------------------------------------------------
+
+def build_datasets(data: str, size: int, seed: int):
+    """Training and test datasets: ``synthetic`` (built in) or a folder with trainA/trainB/testA/testB."""
+    if data == "synthetic":
+        from toonlab.data.synthetic import SyntheticPortraits
+
+        return SyntheticPortraits(size=size, split="train", seed=seed), SyntheticPortraits(size=size, split="test", seed=seed)
+    from toonlab.data.folders import UnpairedImageFolder
+
+    train = UnpairedImageFolder(data, size=size, split="train")
+    try:
+        test = UnpairedImageFolder(data, size=size, split="test")
+    except ValueError:
+        test = None
+    return train, test
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from toonlab.models import build_config
+    from toonlab.train import Trainer, make_trainer, prepare_dataset_for, read_checkpoint, sample_photos
+    from toonlab.viz import comparison_rows, image_rows, loss_curves, save_figure
+
+    overrides = parse_assignments(args.config, "--config")
+    hparams = parse_assignments(args.hparam, "--hparam")
+    if args.lr is not None:
+        hparams["lr"] = args.lr
+    if args.size is not None:
+        overrides["image_size"] = args.size
+    if args.batch_size is not None:
+        overrides["batch_size"] = args.batch_size
+    trainer_kwargs = dict(device=args.device, precision=args.precision, channels_last=args.channels_last,
+                          checkpoint_every=args.checkpoint_every, sample_every=args.sample_every,
+                          num_workers=args.workers, progress=not args.quiet, keep_checkpoints=args.keep_checkpoints)
+
+    if args.resume:
+        state = read_checkpoint(args.resume)
+        if state["kind"] != args.model:
+            raise CLIError(f"{args.resume} is a {state['kind']} checkpoint; run `toonlab train {state['kind']} --resume ...`")
+        if overrides:
+            raise CLIError("--config/--size/--batch-size cannot change a resumed run; only --lr and --hparam can")
+        size = state["config"]["image_size"]
+        train_set, test_set = build_datasets(args.data, size, state["seed"])
+        run_dir = Path(args.run_dir) if args.run_dir else _run_dir_of(Path(args.resume))
+        from toonlab.models import build_model
+        from toonlab.train import config_from_dict
+
+        model = build_model(state["kind"], config=config_from_dict(state["kind"], state["config"]))
+        samples = sample_photos(test_set) if test_set is not None else None
+        trainer = Trainer(model, prepare_dataset_for(model, train_set), run_dir=run_dir, seed=state["seed"],
+                          sample_images=samples, **trainer_kwargs)
+        trainer.load_checkpoint(args.resume)
+        print(f"resumed {args.model} at step {trainer.step} from {trainer.last_checkpoint}")
+    else:
+        config = build_config(args.model, args.preset, **overrides)
+        train_set, test_set = build_datasets(args.data, int(config.image_size), args.seed)
+        run_dir = Path(args.run_dir or f"runs/{args.model}-{args.preset or 'default'}")
+        trainer = make_trainer(args.model, config=config, dataset=train_set, test_dataset=test_set,
+                               seed=args.seed, run_dir=run_dir, **trainer_kwargs)
+    if hparams:
+        trainer.set_hparams(**hparams)
+    steps = args.steps
+    if steps is None and args.epochs is None:
+        steps = default_steps(trainer)
+    print(f"training {args.model} on {trainer.device} ({trainer.precision.mode}), "
+          f"{trainer.steps_per_epoch} steps/epoch, hparams {trainer.hparams}, run dir {trainer.run_dir}")
+    trainer.fit(steps=steps, epochs=args.epochs)
+    print(f"checkpoint: {trainer.last_checkpoint}")
+
+    if test_set is not None:
+        photos = sample_photos(test_set, 8).to(trainer.device)
+        with torch.no_grad():
+            generated = trainer.model.translate(photos, "AtoB").float().cpu()
+        truth = None
+        if getattr(test_set, "paired", False):
+            truth = torch.stack([test_set[(i, i, 0)]["B"] for i in range(len(photos))])
+        fig = image_rows(comparison_rows(photos.cpu(), generated, truth),
+                         title=f"{args.model}: test photos -> cartoons (step {trainer.step})")
+        picture = save_figure(fig, trainer.run_dir / "result.png")
+        print(f"picture: {picture}")
+    if trainer.history:
+        save_figure(loss_curves(trainer.history, smooth=10), trainer.run_dir / "losses.png")
+    return 0
+
+
+def default_steps(trainer) -> int:
+    """Steps when neither --steps nor --epochs is given: the preset's own length."""
+    config = trainer.model.config
+    total = getattr(config, "total_steps", None)
+    if total:
+        return max(0, int(total) - trainer.step)
+    raise CLIError("give --steps or --epochs (this preset has no default run length)")
+
+
+def _run_dir_of(checkpoint: Path) -> Path:
+    if checkpoint.is_dir():
+        return checkpoint
+    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
+
+
+# --- translate -----------------------------------------------------------------------------------
+
+def cmd_translate(args: argparse.Namespace) -> int:
+    import torch
+    from PIL import Image
+    from torchvision.transforms.functional import pil_to_tensor, resize, to_pil_image
+
+    from toonlab.config import pick_device
+
+    device = pick_device(args.device)
+    inputs = list_images(Path(args.input))
+    output = Path(args.output)
+    many = len(inputs) > 1 or Path(args.input).is_dir()
+    if many:
+        output.mkdir(parents=True, exist_ok=True)
+    style_image = None
+
+    if args.official:
+        from toonlab.hub import load_official
+
+        net = load_official(args.official, args.checkpoint, device=device)
+        if args.official == "munit":
+            munit_gens = net
+            def run(x):
+                return _munit_translate(munit_gens, x, args.direction, args.num_styles, style_image, args.seed)
+        else:
+            def run(x):
+                return net(x)
+        size = args.size
+    else:
+        from toonlab.train import load_trained_model
+
+        model = load_trained_model(args.checkpoint, device)
+        size = args.size or int(model.config.image_size)
+        if model.kind == "munit":
+            def run(x):
+                return _munit_translate(model, x, args.direction, args.num_styles, style_image, args.seed)
+        else:
+            def run(x):
+                return model.translate(x, args.direction)
+
+    def load(path: Path) -> torch.Tensor:
+        try:
+            img = Image.open(path).convert("RGB")
+        except Exception as err:  # unreadable or not an image
+            raise CLIError(f"cannot read image {path}: {err}") from err
+        x = pil_to_tensor(img).float() / 127.5 - 1
+        if size:
+            x = resize(x, [size, size], antialias=True)
+        return x.unsqueeze(0).to(device)
+
+    if args.style_image:
+        style_image = load(Path(args.style_image))
+
+    written = []
+    with torch.no_grad():
+        for path in inputs:
+            y = run(load(path)).float().cpu().clamp(-1, 1)
+            images = list(y) if y.dim() == 4 else [y]
+            for k, image in enumerate(images):
+                suffix = f"_style{k}" if len(images) > 1 else ""
+                target = (output / f"{path.stem}{suffix}.png") if many else (
+                    output if len(images) == 1 else output.with_name(f"{output.stem}{suffix}{output.suffix or '.png'}"))
+                target.parent.mkdir(parents=True, exist_ok=True)
+                to_pil_image((image + 1) / 2).save(target)
+                written.append(target)
+    print(f"wrote {len(written)} image(s) to {output}")
+    return 0
+
+
+def _munit_translate(model, x, direction, num_styles, style_image, seed):
+    import torch
+
+    generator = torch.Generator(device=x.device).manual_seed(seed)
+    if style_image is not None:
+        return model.translate_with_reference(x, style_image, direction)
+    out = model.translate_many(x, num_styles, direction, generator=generator)
+    return out.reshape(-1, *out.shape[-3:])
+
+
+# --- argument parsing ----------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="toonlab", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("export-synthetic", help="write the built-in synthetic portraits as image folders",
+                       description="Write synthetic portraits in the CycleGAN layout trainA trainB testA testB; "
+                                   "testB holds the true cartoon of each testA photo (same file names).")
+    p.add_argument("out", help="output folder (must be empty or a previous export)")
+    p.add_argument("--size", type=int, default=128, help="image size in pixels, 32-256 (default 128)")
+    p.add_argument("--train", type=int, default=1000, help="images per training domain (default 1000)")
+    p.add_argument("--test", type=int, default=100, help="test photo/cartoon pairs (default 100)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace a previous export in OUT")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_export_synthetic)
+
+    p = sub.add_parser("train", help="train a model on synthetic portraits or an image folder",
+                       description="Train CycleGAN, CartoonGAN or MUNIT. Writes RUN_DIR/checkpoints/latest.pt, "
+                                   "config.json, history.json, losses.png and result.png (test photos and their cartoons).")
+    p.add_argument("model", choices=MODEL_KINDS)
+    p.add_argument("--preset", choices=PRESETS, default=None,
+                   help="paper (reference architecture, 256 px), cpu (small, 64 px), fast (tiny, CI). "
+                        "Default: fast with TOONLAB_FAST=1, paper on a GPU, cpu otherwise")
+    p.add_argument("--data", default="synthetic",
+                   help="'synthetic' (built in, default) or a folder with trainA trainB [testA testB]")
+    p.add_argument("--size", type=int, help="image size (overrides the preset)")
+    p.add_argument("--batch-size", type=int, help="batch size (overrides the preset)")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=int, help="training steps to run (default: the preset's length)")
+    length.add_argument("--epochs", type=float, help="epochs to run (an epoch is max(|A|, |B|) images)")
+    p.add_argument("--lr", type=float, help="base learning rate")
+    p.add_argument("--hparam", action="append", metavar="NAME=VALUE",
+                   help="tunable hyper-parameter, e.g. lambda_a=5 lambda_identity=0 content_weight=10 (repeatable)")
+    p.add_argument("--config", action="append", metavar="NAME=VALUE",
+                   help="any config field of the model, e.g. ngf=32 n_blocks=6 gan_mode=vanilla (repeatable)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA if present)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16", "auto"),
+                   help="mixed precision on CUDA: auto = bf16 where supported, else fp16 with loss scaling")
+    p.add_argument("--channels-last", action="store_true", help="NHWC memory format (faster convolutions on CUDA)")
+    p.add_argument("--run-dir", help="folder for checkpoints, samples and pictures (default runs/MODEL-PRESET)")
+    p.add_argument("--resume", metavar="CHECKPOINT_OR_RUN_DIR", help="continue a run from its checkpoint")
+    p.add_argument("--checkpoint-every", type=int, default=500, help="checkpoint every N steps (default 500)")
+    p.add_argument("--keep-checkpoints", action="store_true", help="also keep a copy of every checkpoint")
+    p.add_argument("--sample-every", type=int, default=0, help="save a sample grid every N steps")
+    p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("translate", help="translate an image or a folder with a checkpoint",
+                       description="Translate photos to cartoons with a toonlab checkpoint (a run folder or .pt) "
+                                   "or, with --official, a published reference file.")
+    p.add_argument("checkpoint", help="toonlab run folder / checkpoint, or an official weight file with --official")
+    p.add_argument("input", help="an image or a folder of images")
+    p.add_argument("output", help="output image (single input) or folder")
+    p.add_argument("--official", choices=("cyclegan", "cartoongan", "munit", "animegan2"),
+                   help="the checkpoint is a published reference file of this kind")
+    p.add_argument("--direction", default="AtoB", choices=("AtoB", "BtoA"))
+    p.add_argument("--size", type=int, help="resize inputs to SIZE x SIZE (default: the model's training size)")
+    p.add_argument("--num-styles", type=int, default=1, help="MUNIT: random styles per image")
+    p.add_argument("--style-image", help="MUNIT: take the style from this example image")
+    p.add_argument("--seed", type=int, default=0, help="MUNIT: seed of the random styles")
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_translate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from toonlab.hub import CheckpointError
+
+    try:
+        return args.func(args)
+    except (CLIError, CheckpointError, FileNotFoundError, FileExistsError, ValueError) as err:
+        print(f"toonlab {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as err:
+        print(f"toonlab {args.command}: {err or 'interrupted'}", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
