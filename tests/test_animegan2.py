@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torchvision.transforms.functional import to_tensor
 
@@ -15,7 +16,8 @@ from toonlab.nn import count_parameters
 
 def _conv_norm_keys(prefix: str, conv_bias: bool = False) -> list[str]:
     """Keys of one ConvNormLReLU: conv at index 1, GroupNorm at index 2."""
-    return [f"{prefix}.1.weight"] + ([f"{prefix}.1.bias"] if conv_bias else []) + [f"{prefix}.2.weight", f"{prefix}.2.bias"]
+    conv = [f"{prefix}.1.weight"] + ([f"{prefix}.1.bias"] if conv_bias else [])
+    return conv + [f"{prefix}.2.weight", f"{prefix}.2.bias"]
 
 
 def _published_keys() -> list[str]:
@@ -84,13 +86,46 @@ def test_stride2_uses_tf_same_padding(generator):
     assert a64.shape[-2:] == (32, 32)
     assert a50.shape[-2:] == (25, 25)
     assert b50.shape[-2:] == (12, 12)
+    for stride2 in (generator.block_a[1], generator.block_b[0]):
+        assert isinstance(stride2[0], torch.nn.ReflectionPad2d)
+        assert stride2[0].padding == (0, 1, 0, 1)  # (left, right, top, bottom): after the image only
+        assert stride2[1].stride == (2, 2)
 
 
 def test_unaligned_upsampling_loses_pixels_on_odd_sizes(generator):
-    """``align_corners=False`` is the reference's 2x upsample: 50 -> 25 -> 12 -> 24 -> 48."""
+    """``align_corners=False`` is the reference's 2x upsample: 26 -> 13 -> 6 -> 12 -> 24."""
     with torch.no_grad():
-        assert generator(torch.zeros(1, 3, 64, 64), align_corners=False).shape[-2:] == (64, 64)
-        assert generator(torch.zeros(1, 3, 50, 50), align_corners=False).shape[-2:] == (48, 48)
+        assert generator(torch.zeros(1, 3, 32, 32), align_corners=False).shape[-2:] == (32, 32)
+        assert generator(torch.zeros(1, 3, 26, 26), align_corners=False).shape[-2:] == (24, 24)
+
+
+def test_conv_norm_lrelu_is_reflect_pad_conv_layer_norm_leaky_relu():
+    """GroupNorm(1, C) is TF's layer norm over (C, H, W) with a per-channel affine (reference-models.md §5)."""
+    torch.manual_seed(1)
+    block = animegan2.ConvNormLReLU(4, 6, kernel_size=3, stride=2, padding=(0, 1, 0, 1))
+    with torch.no_grad():
+        block[2].weight.normal_()
+        block[2].bias.normal_()
+        x = torch.randn(2, 4, 9, 9)
+        h = F.conv2d(F.pad(x, (0, 1, 0, 1), mode="reflect"), block[1].weight, stride=2)
+        mean = h.mean(dim=(1, 2, 3), keepdim=True)
+        var = h.var(dim=(1, 2, 3), unbiased=False, keepdim=True)
+        h = (h - mean) / torch.sqrt(var + 1e-5) * block[2].weight.view(1, -1, 1, 1) + block[2].bias.view(1, -1, 1, 1)
+        expected = torch.where(h > 0, h, 0.2 * h)
+        assert torch.allclose(block(x), expected, atol=1e-5)
+    assert block[1].bias is None
+
+
+def test_forward_resizes_to_the_encoder_sizes(generator):
+    """block_a -> block_b -> block_c -> bilinear (aligned) to block_a's size -> block_d -> to input size -> block_e."""
+    x = torch.rand(1, 3, 30, 42) * 2 - 1
+    with torch.no_grad():
+        half = generator.block_a(x)
+        h = generator.block_c(generator.block_b(half))
+        h = generator.block_d(F.interpolate(h, size=half.shape[-2:], mode="bilinear", align_corners=True))
+        h = generator.block_e(F.interpolate(h, size=(30, 42), mode="bilinear", align_corners=True))
+        expected = torch.tanh(F.conv2d(h, generator.out_layer[0].weight))
+        assert torch.allclose(generator(x), expected, atol=1e-6)
 
 
 def test_inverted_residual_block_adds_input_only_when_shapes_match(generator):

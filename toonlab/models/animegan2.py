@@ -181,7 +181,8 @@ def from_official_state_dict(state: Mapping[str, torch.Tensor]) -> Generator:
     if missing or unexpected:
         raise ValueError(
             "not an AnimeGANv2 Generator state dict: "
-            f"{len(missing)} missing key(s) {_preview(missing)}, {len(unexpected)} unexpected key(s) {_preview(unexpected)}. "
+            f"{len(missing)} missing key(s) {_preview(missing)}, "
+            f"{len(unexpected)} unexpected key(s) {_preview(unexpected)}. "
             "Pass one of the published weights/*.pt files or a toonlab.models.animegan2.Generator().state_dict()"
         )
     wrong = [
