@@ -1,0 +1,571 @@
+"""CartoonGAN (Chen, Lai & Liu, CVPR 2018), faithful to the published generator (reference-models.md §3).
+
+One generator turns photos (A) into cartoons (B); there is no way back. Two ideas make it work on
+unpaired data, and notebook 02 builds both:
+
+* a **content loss** (paper eq. 3): the L1 distance between VGG19 ``conv4_4`` features of a photo and
+  of its cartoon keeps the content while leaving colours and textures free to change;
+* **edge promoting** (paper §3.2, eq. 2): the discriminator also sees real cartoons with blurred
+  edges, labelled fake, so it insists on the clear edges of real cartoons
+  (:mod:`toonlab.data.edges`).
+
+Training starts with an **initialisation phase** (the generator learns to reconstruct photos with the
+content loss alone), then the adversarial phase. One training loop runs both:
+:meth:`Model.train_step` picks the phase from the step number (:meth:`Model.in_init_phase`).
+
+Networks: :class:`Generator` has the layout of the official ``Transformer`` (reference-models.md
+§3.1: flat 7x7 conv, two down-convolution blocks, 8 residual blocks, two up-convolution blocks, 7x7
+conv, tanh; affine instance norm with eps 1e-9); :class:`Discriminator` is the author's 3x3 patch
+discriminator with ndf 32. :func:`from_official_state_dict` loads the published Hayao, Hosoda,
+Paprika and Shinkai weights (``toonlab.hub.load_official("cartoongan", path)``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from toonlab.data.edges import EdgePromotedDataset
+from toonlab.losses import GAN_MODES, VGG19_LAYERS, GANLoss, load_vgg_features
+from toonlab.models.base import Precision, TranslationModel
+from toonlab.models.cyclegan import ImagePool, _sample_keys
+from toonlab.nn import ResnetBlock, init_weights, make_norm, set_requires_grad
+
+#: eps of the official generator's instance norm (the PyTorch port of the published weights)
+OFFICIAL_NORM_EPS = 1e-9
+#: norms the discriminator may use (see :class:`Discriminator`)
+DISCRIMINATOR_NORMS = ("instance", "instance_affine", "none")
+
+
+# --- networks ------------------------------------------------------------------------------------
+
+
+class Generator(nn.Module):
+    """The official CartoonGAN generator (reference-models.md §3.1); notebook 02 §"Generator".
+
+    ``flat``: ReflPad(3), Conv7x7 3->ngf, IN, ReLU. ``down``: two blocks of [Conv3x3 stride 2,
+    Conv3x3 stride 1, IN, ReLU] (ngf -> 2ngf -> 4ngf, zero padding 1). ``res_blocks``: ``n_blocks``
+    :class:`toonlab.nn.ResnetBlock` (reflect padding, IN). ``up``: two blocks of [ConvTranspose3x3
+    stride 2 (padding 1, output padding 1), Conv3x3, IN, ReLU] (4ngf -> 2ngf -> ngf).
+    ``output``: ReflPad(3), Conv7x7 ngf->3, tanh. Every conv has a bias; every IN is affine
+    (``scale``/``shift`` in the official files) with ``eps=1e-9``.
+
+    The paper size (ngf 64, 8 blocks) has 11,129,667 parameters, as the official ``Transformer``.
+    Input: RGB in [-1, 1] with height and width multiples of 4; output: RGB in [-1, 1].
+    """
+
+    def __init__(self, ngf: int = 64, n_blocks: int = 8, in_ch: int = 3, out_ch: int = 3,
+                 norm_eps: float = OFFICIAL_NORM_EPS):
+        super().__init__()
+        if ngf < 1 or n_blocks < 0:
+            raise ValueError(f"need ngf >= 1 and n_blocks >= 0 (got {ngf}, {n_blocks})")
+        self.in_ch = in_ch
+
+        def norm(channels: int) -> nn.Module:
+            return make_norm("instance_affine", channels, eps=norm_eps)
+
+        self.flat = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(in_ch, ngf, 7), norm(ngf), nn.ReLU(True))
+        down: list[nn.Module] = []
+        for ch in (ngf, 2 * ngf):
+            down += [nn.Conv2d(ch, 2 * ch, 3, stride=2, padding=1), nn.Conv2d(2 * ch, 2 * ch, 3, padding=1),
+                     norm(2 * ch), nn.ReLU(True)]
+        self.down = nn.Sequential(*down)
+        self.res_blocks = nn.Sequential(*[
+            ResnetBlock(4 * ngf, norm="instance_affine", padding="reflect", norm_eps=norm_eps) for _ in range(n_blocks)
+        ])
+        up: list[nn.Module] = []
+        for ch in (4 * ngf, 2 * ngf):
+            up += [nn.ConvTranspose2d(ch, ch // 2, 3, stride=2, padding=1, output_padding=1),
+                   nn.Conv2d(ch // 2, ch // 2, 3, padding=1), norm(ch // 2), nn.ReLU(True)]
+        self.up = nn.Sequential(*up)
+        self.output = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_ch, 7), nn.Tanh())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.size(1) != self.in_ch:
+            raise ValueError(f"expected images of shape (N, {self.in_ch}, H, W), got {tuple(x.shape)}")
+        if x.size(2) % 4 or x.size(3) % 4:
+            raise ValueError(
+                f"image height and width must be multiples of 4 (two stride-2 convolutions), got "
+                f"{x.size(2)}x{x.size(3)}; resize or crop the images"
+            )
+        return self.output(self.up(self.res_blocks(self.down(self.flat(x)))))
+
+
+class Discriminator(nn.Module):
+    """The author's patch discriminator (``defineD_n_layers``, kw 3, n_layers 3; reference-models.md §3.2).
+
+    ``model``: c3s1-ndf, LReLU | c3s2-2ndf, LReLU, c3s1-4ndf, IN, LReLU | c3s2-4ndf, LReLU,
+    c3s1-8ndf, IN, LReLU | c3s1-8ndf, IN, LReLU | c3s1-1. Zero padding 1, LeakyReLU 0.2, no sigmoid
+    (the GAN criterion takes logits). Output: one logit per patch at a quarter of the resolution
+    (64x64 for 256x256). Notebook 02 §"Discriminator".
+
+    With ``norm="instance"`` (IN without affine, as the PyTorch reimplementation) ndf 32 gives
+    1,128,385 parameters, the count in reference-models.md §7. The author's Torch IN is affine
+    (``norm="instance_affine"``: 1,280 more parameters).
+    """
+
+    def __init__(self, in_ch: int = 3, ndf: int = 32, norm: str = "instance"):
+        super().__init__()
+        if norm not in DISCRIMINATOR_NORMS:
+            raise ValueError(f"unknown discriminator norm {norm!r}; choose one of {', '.join(DISCRIMINATOR_NORMS)}")
+        if ndf < 1:
+            raise ValueError(f"ndf must be >= 1, got {ndf}")
+
+        def conv(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
+            return nn.Conv2d(cin, cout, 3, stride=stride, padding=1)
+
+        def lrelu() -> nn.Module:
+            return nn.LeakyReLU(0.2, True)
+
+        self.model = nn.Sequential(
+            conv(in_ch, ndf), lrelu(),
+            conv(ndf, 2 * ndf, 2), lrelu(), conv(2 * ndf, 4 * ndf), make_norm(norm, 4 * ndf), lrelu(),
+            conv(4 * ndf, 4 * ndf, 2), lrelu(), conv(4 * ndf, 8 * ndf), make_norm(norm, 8 * ndf), lrelu(),
+            conv(8 * ndf, 8 * ndf), make_norm(norm, 8 * ndf), lrelu(),
+            conv(8 * ndf, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+# --- config --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Config:
+    """CartoonGAN hyper-parameters. ``paper`` follows the paper and, where it is silent, the author's
+    Torch code (reference-models.md §3.2):
+
+    * initialisation phase: content loss only, ``init_epochs`` 10 at ``init_lr`` 2e-4. The author's
+      code adds ``init_epochs_decay`` 10 epochs of linear decay (set it to 10 to reproduce that);
+      ``init_steps``, when set, fixes the phase length in steps instead (cpu/fast presets, sliders);
+    * adversarial phase: ``lr`` 1e-5 for G and D, constant for ``n_epochs`` 100, then linear decay
+      over ``n_epochs_decay`` 100; Adam(beta1 0.5, beta2 0.999); batch 8; 256 px;
+    * ``gan_mode`` ``lsgan``: the author's code uses least squares, the paper writes the log-loss
+      (``vanilla``, as the znxlwm reimplementation); least squares gives the generator useful
+      gradients even when D wins easily, which is why CycleGAN and the author use it;
+    * ``content_weight`` 10 on the mean L1 distance of VGG19 ``conv4_4`` features (before ReLU);
+    * a history of ``pool_size`` 50 generated images for D, as the author's code (CycleGAN's pool);
+    * ``d_norm`` ``instance`` (IN without affine): D has the 1,128,385 parameters of reference-models.md
+      §7; the author's Torch IN is affine (``instance_affine``, 1,280 parameters more).
+
+    The znxlwm reimplementation instead uses lr 2e-4 for G and D for 100 epochs (x0.1 at 50 and 75),
+    BCE, no pool and no affine IN; its generator cannot load the official weights.
+    ``vgg_weights``: ``"imagenet"`` (torchvision's ImageNet VGG19), a path to that file, or None
+    for a random VGG (FAST mode and tests only: the content loss then means little).
+    """
+
+    image_size: int = 256
+    batch_size: int = 8
+    ngf: int = 64
+    ndf: int = 32
+    n_blocks: int = 8
+    d_norm: str = "instance"
+    gan_mode: str = "lsgan"
+    content_weight: float = 10.0
+    content_layer: str = "conv4_4"
+    vgg_weights: str | None = "imagenet"
+    pool_size: int = 50
+    init_lr: float = 2e-4
+    init_epochs: int = 10
+    init_epochs_decay: int = 0
+    init_steps: int | None = None
+    lr: float = 1e-5
+    beta1: float = 0.5
+    beta2: float = 0.999
+    n_epochs: int = 100
+    n_epochs_decay: int = 100
+    init_gain: float = 0.02
+    seed: int = 0
+
+    #: preset name -> overrides of the paper values
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "paper": {},
+        # a laptop CPU: 64 px, half-width G with 4 blocks; a short init phase and a faster main-phase lr
+        # (the paper's 1e-5 needs 100 epochs) so a cartoon look shows within minutes
+        "cpu": dict(image_size=64, batch_size=4, ngf=32, ndf=16, n_blocks=4, init_steps=100, lr=2e-4,
+                    n_epochs=3, n_epochs_decay=3),
+        # CI and FAST mode: 32 px, tiny nets, random VGG, a 2-step init phase
+        "fast": dict(image_size=32, batch_size=2, ngf=8, ndf=8, n_blocks=2, vgg_weights=None, init_steps=2,
+                     lr=2e-4, n_epochs=1, n_epochs_decay=1),
+    }
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise a ValueError naming the first bad field and its allowed values."""
+        if self.gan_mode not in GAN_MODES:
+            raise ValueError(f"unknown gan_mode {self.gan_mode!r}; choose one of {', '.join(GAN_MODES)}")
+        if self.d_norm not in DISCRIMINATOR_NORMS:
+            raise ValueError(f"unknown d_norm {self.d_norm!r}; choose one of {', '.join(DISCRIMINATOR_NORMS)}")
+        if self.content_layer not in VGG19_LAYERS:
+            raise ValueError(f"unknown content_layer {self.content_layer!r}; choose one of {', '.join(VGG19_LAYERS)}")
+        if self.image_size % 4:
+            raise ValueError(f"image_size must be a multiple of 4 (two stride-2 convolutions), got {self.image_size}")
+        for name in ("image_size", "batch_size", "ngf", "ndf"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("n_blocks", "pool_size", "init_epochs", "init_epochs_decay", "n_epochs", "n_epochs_decay",
+                     "content_weight", "init_lr", "lr"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.init_steps is not None and self.init_steps < 0:
+            raise ValueError(f"init_steps must be None (use init_epochs) or >= 0, got {self.init_steps}")
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> "Config":
+        """The ``paper``, ``cpu`` or ``fast`` configuration, with some fields overridden."""
+        from toonlab.config import check_preset
+
+        check_preset(name)
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(overrides) - fields)
+        if unknown:
+            raise ValueError(
+                f"unknown CartoonGAN config field(s) {', '.join(unknown)}; valid fields: {', '.join(sorted(fields))}"
+            )
+        return cls(**{**cls.PRESETS[name], **overrides})
+
+    def init_phase_steps(self, steps_per_epoch: int) -> int:
+        """Length of the initialisation phase in steps: ``init_steps`` if set, else its epochs x ``steps_per_epoch``."""
+        if self.init_steps is not None:
+            return int(self.init_steps)
+        return (self.init_epochs + self.init_epochs_decay) * int(steps_per_epoch)
+
+    def total_steps(self, steps_per_epoch: int) -> int:
+        """Length of a full run in optimisation steps: initialisation plus adversarial phase."""
+        return self.init_phase_steps(steps_per_epoch) + (self.n_epochs + self.n_epochs_decay) * int(steps_per_epoch)
+
+
+# --- losses (notebook 02 §"Losses", one cell each) ------------------------------------------------
+
+
+def content_loss(features: nn.Module, photo: torch.Tensor, generated: torch.Tensor) -> torch.Tensor:
+    """Paper eq. 3: ``L_con = mean |VGG_l(G(p)) - VGG_l(p)|`` (L1; the caller multiplies by the weight).
+
+    ``features`` is the frozen VGG19 up to ``conv4_4`` (before ReLU), run at the image resolution on
+    ImageNet-normalised input (:class:`toonlab.losses.VGGFeatures`). The author resized to 224x224
+    and used Caffe's BGR mean subtraction; toonlab uses torchvision's weights as they were trained,
+    a documented deviation. No gradient flows into the photo's features.
+    """
+    with torch.no_grad():
+        target = features(photo)
+    return F.l1_loss(features(generated).float(), target.float())
+
+
+def generator_adversarial_loss(criterion: GANLoss, discriminator: nn.Module, generated: torch.Tensor) -> torch.Tensor:
+    """Paper eq. 2, generator side: ``GAN(D(G(p)), real)``; with lsgan ``mean((D(G(p)) - 1)^2)``."""
+    return criterion(discriminator(generated), True)
+
+
+def discriminator_losses(
+    criterion: GANLoss, discriminator: nn.Module, cartoons: torch.Tensor, generated: torch.Tensor,
+    smoothed: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Paper eq. 2, discriminator side, its three terms: ``GAN(D(c), 1)``, ``GAN(D(G(p)), 0)``, ``GAN(D(e), 0)``.
+
+    Real cartoons ``c`` are real; generated images and edge-smoothed cartoons ``e`` are fake.
+    ``generated`` is detached here. The author's code trains D on their mean (``/ 3``).
+    """
+    return (
+        criterion(discriminator(cartoons), True),
+        criterion(discriminator(generated.detach()), False),
+        criterion(discriminator(smoothed), False),
+    )
+
+
+# --- the model -----------------------------------------------------------------------------------
+
+
+def _frozen(net: nn.Module) -> nn.Module:
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
+
+class Model(TranslationModel):
+    """CartoonGAN: ``generator`` (photo -> cartoon), ``discriminator``, a frozen VGG ``feature_net``, an image pool.
+
+    ``feature_net``: a module mapping images in [-1, 1] to features (tests inject a tiny one); by
+    default :func:`toonlab.losses.load_vgg_features` (``config.content_layer``, ``config.vgg_weights``),
+    loaded at the first training step, so a model built only to translate needs no VGG file. It is
+    frozen and left out of :meth:`state_dict` (checkpoints hold only what training changes).
+
+    Networks are initialised N(0, ``init_gain``), biases 0, from ``config.seed`` (a random VGG from
+    ``seed + 1``), leaving the global RNG untouched. ``optimizers``: ``"G"`` and ``"D"``, Adam(beta1, beta2).
+    Notebook 02 §"Training step".
+    """
+
+    kind: ClassVar[str] = "cartoongan"
+    hparam_names: ClassVar[tuple[str, ...]] = ("lr", "init_lr", "content_weight", "init_steps")
+    #: the keys of :meth:`train_step`'s result, in this order (the same keys in both phases)
+    loss_names: ClassVar[tuple[str, ...]] = ("content", "G_adv", "G_total", "D_real", "D_fake", "D_smooth", "D_total")
+
+    def __init__(self, config: Config, feature_net: nn.Module | None = None):
+        if not isinstance(config, Config):
+            raise TypeError(f"expected a cartoongan.Config, got {type(config).__name__}; use Config.preset(...)")
+        config.validate()
+        super().__init__(config)
+        c = config
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(c.seed)
+            self.generator = Generator(c.ngf, c.n_blocks)
+            self.discriminator = Discriminator(3, c.ndf, c.d_norm)
+            for net in (self.generator, self.discriminator):
+                init_weights(net, "normal", c.init_gain)
+        self.feature_net = _frozen(feature_net) if feature_net is not None else None
+        self.criterion_gan = GANLoss(c.gan_mode)
+        self.pool = ImagePool(c.pool_size, seed=2 * c.seed + 1)
+        betas = (c.beta1, c.beta2)
+        self.optimizers = {
+            "G": torch.optim.Adam(self.generator.parameters(), lr=c.init_lr, betas=betas),
+            "D": torch.optim.Adam(self.discriminator.parameters(), lr=c.lr, betas=betas),
+        }
+
+    # -- the content network -------------------------------------------------------------------------
+    def content_features(self) -> nn.Module:
+        """The frozen feature network of the content loss, loaded (and moved next to G) on first use."""
+        if self.feature_net is None:
+            c = self.config
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(c.seed + 1)  # a random VGG (vgg_weights=None) is the same in every run
+                net = load_vgg_features(c.content_layer, weights=c.vgg_weights)
+            weight = self.generator.flat[1].weight
+            channels_last = weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+            self.feature_net = _frozen(net).to(
+                device=weight.device, memory_format=torch.channels_last if channels_last else torch.contiguous_format
+            )
+        return self.feature_net
+
+    def state_dict(self, *, destination=None, prefix: str = "", keep_vars: bool = False):
+        """Parameters of G and D only: the frozen ``feature_net`` is left out."""
+        state = super().state_dict(destination=destination, prefix=prefix, keep_vars=keep_vars)
+        for key in [k for k in state if k.startswith(prefix + "feature_net.")]:
+            del state[key]
+        return state
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
+        """Load G and D; ``feature_net`` entries are ignored and the current feature network is kept."""
+        state = {k: v for k, v in state_dict.items() if not k.startswith("feature_net.")}
+        if self.feature_net is not None:
+            state.update({f"feature_net.{k}": v for k, v in self.feature_net.state_dict().items()})
+        return super().load_state_dict(state, strict=strict, assign=assign)
+
+    # -- schedule ----------------------------------------------------------------------------------
+    def init_phase_steps(self, steps_per_epoch: int | None = None) -> int:
+        """Steps of the initialisation phase (``steps_per_epoch`` defaults to :attr:`steps_per_epoch`)."""
+        return self.config.init_phase_steps(self.steps_per_epoch if steps_per_epoch is None else steps_per_epoch)
+
+    def in_init_phase(self, step: int) -> bool:
+        """True while ``step`` (0-based) is in the initialisation phase (content loss only, D not trained)."""
+        return step < self.init_phase_steps()
+
+    def lr_factor(self, step: int, steps_per_epoch: int) -> float:
+        """Linear decay within the current phase, as the author's ``UpdateLearningRate``, per epoch.
+
+        With ``e`` the 0-based epoch inside the phase, ``n`` its constant epochs and ``d`` its decay
+        epochs: ``1 - max(0, e - n) / d`` (the author lowers the rate by ``1/d`` after each epoch past
+        ``n``); the last epoch runs at ``1/d``, later steps stay there. ``d = 0`` keeps it constant, and
+        so does an initialisation phase given in steps (``init_steps``).
+        """
+        if steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+        c = self.config
+        init_steps = self.init_phase_steps(steps_per_epoch)
+        if step < init_steps:
+            if c.init_steps is not None:
+                return 1.0
+            constant, decay, epoch = c.init_epochs, c.init_epochs_decay, step // steps_per_epoch
+        else:
+            constant, decay, epoch = c.n_epochs, c.n_epochs_decay, (step - init_steps) // steps_per_epoch
+        if decay == 0:
+            return 1.0
+        epoch = min(epoch, constant + decay - 1)
+        return 1.0 - max(0, epoch - constant) / float(decay)
+
+    def learning_rate(self, step: int, steps_per_epoch: int) -> float:
+        """``init_lr`` (initialisation phase) or ``lr`` (adversarial phase), times :meth:`lr_factor`."""
+        base = self.config.init_lr if step < self.init_phase_steps(steps_per_epoch) else self.config.lr
+        return float(base) * self.lr_factor(step, steps_per_epoch)
+
+    def set_learning_rates(self, step: int, steps_per_epoch: int) -> None:
+        """Write :meth:`learning_rate` into both optimisers (D is not stepped during initialisation)."""
+        lr = self.learning_rate(step, steps_per_epoch)
+        for opt in self.optimizers.values():
+            for group in opt.param_groups:
+                group["lr"] = lr
+
+    # -- training ----------------------------------------------------------------------------------
+    def train_step(self, batch: dict[str, torch.Tensor], precision: Precision, step: int) -> dict[str, float]:
+        """One iteration on ``{"A": photos, "B": cartoons, "B_smooth": edge-smoothed cartoons}``.
+
+        Initialisation phase (:meth:`in_init_phase`): ``G_total = content_weight * content``, one step
+        of ``optimizers["G"]``; D is neither run nor stepped, and only ``"A"`` is read.
+
+        Adversarial phase, in the author's order of evaluation (both losses see D before its update):
+
+        1. ``generated = G(A)``; with D frozen,
+           ``G_total = GAN(D(generated), 1) + content_weight * content`` (paper eq. 1); step ``"G"``;
+        2. ``D_total = (GAN(D(B), 1) + GAN(D(pool(generated)), 0) + GAN(D(B_smooth), 0)) / 3``; step ``"D"``.
+
+        The author's code also feeds the generator's adversarial gradient from D's output on the
+        pooled image; toonlab uses the current image, as the paper's loss says.
+        Returns floats under the keys of :attr:`loss_names`: ``content`` unweighted, the others as
+        they enter the sums; during initialisation ``G_adv`` and the ``D_*`` terms are 0.0.
+        """
+        c = self.config
+        photos = batch["A"]
+        features = self.content_features()
+        if self.in_init_phase(step):
+            with precision.autocast():
+                generated = self.generator(photos)
+                content = content_loss(features, photos, generated)
+                total = c.content_weight * content
+            precision.step(total, self.optimizers["G"])
+            losses = dict.fromkeys(self.loss_names, 0.0)
+            losses.update(content=float(content.detach()), G_total=float(total.detach()))
+            return losses
+
+        missing = [k for k in ("B", "B_smooth") if k not in batch]
+        if missing:
+            raise KeyError(
+                f"the adversarial phase needs batches with {', '.join(missing)}; wrap the dataset with "
+                "toonlab.data.edges.EdgePromotedDataset (Model.wrap_dataset does it)"
+            )
+        cartoons, smoothed = batch["B"], batch["B_smooth"]
+        with precision.autocast():
+            generated = self.generator(photos)
+        set_requires_grad(self.discriminator, False)
+        with precision.autocast():
+            adversarial = generator_adversarial_loss(self.criterion_gan, self.discriminator, generated)
+            content = content_loss(features, photos, generated)
+            g_total = adversarial + c.content_weight * content
+        precision.step(g_total, self.optimizers["G"])
+        set_requires_grad(self.discriminator, True)
+
+        with precision.autocast():
+            d_real, d_fake, d_smooth = discriminator_losses(
+                self.criterion_gan, self.discriminator, cartoons, self.pool.query(generated), smoothed
+            )
+            d_total = (d_real + d_fake + d_smooth) / 3
+        precision.step(d_total, self.optimizers["D"])
+        values = (content, adversarial, g_total, d_real, d_fake, d_smooth, d_total)
+        return {name: float(v.detach()) for name, v in zip(self.loss_names, values)}
+
+    def wrap_dataset(self, dataset):
+        """``dataset`` with edge-smoothed cartoons (``"B_smooth"``), as the training loop needs."""
+        return dataset if isinstance(dataset, EdgePromotedDataset) else EdgePromotedDataset(dataset)
+
+    @torch.no_grad()
+    def translate(self, x: torch.Tensor, direction: str = "AtoB") -> torch.Tensor:
+        """``AtoB``: the generator (photo -> cartoon), in eval mode without gradients.
+
+        CartoonGAN learns one direction only; ``BtoA`` raises (use CycleGAN or MUNIT for cartoon -> photo).
+        """
+        if direction == "BtoA":
+            raise ValueError(
+                "CartoonGAN only translates photos to cartoons (AtoB); it has no cartoon -> photo generator. "
+                "Use CycleGAN or MUNIT for BtoA"
+            )
+        if direction != "AtoB":
+            raise ValueError(f"unknown direction {direction!r}; CartoonGAN supports only AtoB (photo -> cartoon)")
+        was_training = self.generator.training
+        self.generator.eval()
+        try:
+            return self.generator(x)
+        finally:
+            self.generator.train(was_training)
+
+    # -- checkpoint extras ---------------------------------------------------------------------------
+    def extra_state(self) -> dict[str, Any]:
+        """The image pool (stored generated images and its random generator state)."""
+        return {"pool": self.pool.state_dict()}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.pool.load_state_dict(state["pool"])
+
+
+# --- official checkpoints ------------------------------------------------------------------------
+
+
+def official_key_map(n_blocks: int = 8) -> dict[str, str]:
+    """Official ``Transformer`` module name -> toonlab :class:`Generator` module name (reference-models.md §8).
+
+    ``conv*``/``deconv*`` carry ``weight``/``bias``; ``in*`` carry ``scale``/``shift``, which are
+    toonlab's ``weight``/``bias``. The official names number the 8 residual blocks ``04``..``11``.
+    """
+    names = {
+        "conv01_1": "flat.1", "in01_1": "flat.2",
+        "conv02_1": "down.0", "conv02_2": "down.1", "in02_1": "down.2",
+        "conv03_1": "down.4", "conv03_2": "down.5", "in03_1": "down.6",
+    }
+    for i in range(n_blocks):
+        number = 4 + i
+        for half, (conv, norm) in (("1", (1, 2)), ("2", (5, 6))):
+            names[f"conv{number:02d}_{half}"] = f"res_blocks.{i}.conv_block.{conv}"
+            names[f"in{number:02d}_{half}"] = f"res_blocks.{i}.conv_block.{norm}"
+    up = 4 + n_blocks  # in12_1 / in13_1 for the official 8 blocks
+    names.update({
+        "deconv01_1": "up.0", "deconv01_2": "up.1", f"in{up:02d}_1": "up.2",
+        "deconv02_1": "up.4", "deconv02_2": "up.5", f"in{up + 1:02d}_1": "up.6",
+        "deconv03_1": "output.1",
+    })
+    return names
+
+
+def _official_to_toonlab_keys(n_blocks: int = 8) -> dict[str, str]:
+    """Official state-dict key -> toonlab state-dict key (94 of each for 8 blocks)."""
+    leaf_names = {"weight": "weight", "bias": "bias"}
+    keys = {}
+    for official, ours in official_key_map(n_blocks).items():
+        leaves = {"scale": "weight", "shift": "bias"} if official.startswith("in") else leaf_names
+        for theirs, mine in leaves.items():
+            keys[f"{official}.{theirs}"] = f"{ours}.{mine}"
+    return keys
+
+
+def from_official_state_dict(state: Mapping[str, Any]) -> Generator:
+    """The published ``{Hayao,Hosoda,Paprika,Shinkai}_net_G_float.pth`` as a toonlab :class:`Generator` taking RGB.
+
+    The official ``Transformer`` (reference-models.md §3.1, §8) reads and writes **BGR** in [-1, 1].
+    Its 94 flat keys (``conv01_1.weight``, ``in01_1.scale`` ... ``deconv03_1.bias``) are renamed to
+    toonlab's modules, and the channel order is folded into the weights: the first conv's input
+    channels and the last conv's output channels (weights and bias) are reversed. So
+    ``toonlab(rgb) == flip(official(flip(rgb)))`` and the result takes and returns RGB in [-1, 1].
+    A file that is not such a state dict raises a ValueError naming the missing and unexpected keys.
+    Notebook 02 §"Official styles".
+    """
+    if not isinstance(state, Mapping) or not state:
+        raise ValueError("expected a non-empty state dict (a mapping of parameter names to tensors)")
+    key_map = _official_to_toonlab_keys()
+    missing, unexpected = set(key_map) - set(state), set(state) - set(key_map)
+    if missing or unexpected:
+        raise ValueError(
+            "the state dict does not match the official CartoonGAN Transformer (94 keys conv01_1 ... deconv03_1): "
+            f"missing keys: {_sample_keys(missing) or 'none'}; "
+            f"unexpected keys: {_sample_keys(map(str, unexpected)) or 'none'}"
+        )
+    bad = [k for k in key_map if not isinstance(state[k], torch.Tensor)]
+    if bad:
+        raise ValueError(f"not a plain state dict: entries that are not tensors: {_sample_keys(bad)}")
+    ngf = int(state["conv01_1.weight"].shape[0])
+    converted = {ours: state[theirs].detach().clone().float() for theirs, ours in key_map.items()}
+    converted["flat.1.weight"] = converted["flat.1.weight"].flip(1)  # BGR input -> RGB input
+    converted["output.1.weight"] = converted["output.1.weight"].flip(0)  # BGR output -> RGB output
+    converted["output.1.bias"] = converted["output.1.bias"].flip(0)
+    generator = Generator(ngf=ngf, n_blocks=8)
+    expected = generator.state_dict()
+    wrong = [f"{theirs} {tuple(state[theirs].shape)} (expected {tuple(expected[ours].shape)})"
+             for theirs, ours in key_map.items() if state[theirs].shape != expected[ours].shape]
+    if wrong:
+        raise ValueError(f"tensor shapes do not match the official CartoonGAN Transformer: {_sample_keys(wrong, 6)}")
+    generator.load_state_dict(converted, strict=True)
+    return generator
