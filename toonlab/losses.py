@@ -94,18 +94,20 @@ def load_vgg_features(layer: str = "conv4_4", weights: str | Path | None = "imag
       * ``None`` — random initialisation (tests and FAST mode only: the loss then means little).
     Only the layers up to ``layer`` are kept, so nothing beyond conv4_4 sits on the device.
     """
-    from torchvision.models import vgg19
+    from torchvision.models.vgg import cfgs, make_layers
 
     if layer not in VGG19_LAYERS:
         raise ValueError(f"unknown VGG19 layer {layer!r}; choose one of {', '.join(VGG19_LAYERS)}")
-    net = vgg19(weights=None)
+    # only the convolutional trunk: the 120M-parameter classifier is never built
+    trunk = make_layers(cfgs["E"], batch_norm=False)
     if weights is not None:
         path = Path(weights) if weights != "imagenet" else None
         if path is None and os.environ.get(VGG_ENV):
             path = Path(os.environ[VGG_ENV]).expanduser()
         state = _load_vgg_state(path)
-        net.load_state_dict(state)
-    features = nn.Sequential(*list(net.features.children())[: VGG19_LAYERS[layer]])
+        prefix = "features."
+        trunk.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+    features = nn.Sequential(*list(trunk.children())[: VGG19_LAYERS[layer]])
     return VGGFeatures(features)
 
 
