@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import dataclasses
-import json
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -155,11 +153,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def default_steps(trainer) -> int:
     """Steps when neither --steps nor --epochs is given: the preset's own length."""
-    config = trainer.model.config
-    total = getattr(config, "total_steps", None)
-    if total:
-        return max(0, int(total) - trainer.step)
-    raise CLIError("give --steps or --epochs (this preset has no default run length)")
+    total = getattr(trainer.model.config, "total_steps", None)
+    if callable(total):
+        return max(0, int(total(trainer.steps_per_epoch)) - trainer.step)
+    raise CLIError("give --steps or --epochs (this model's config has no default run length)")
 
 
 def _run_dir_of(checkpoint: Path) -> Path:
