@@ -359,3 +359,14 @@ def test_load_rgb_applies_exif_orientation(tmp_path):
     exif[0x0112] = 6  # rotate 90 degrees on display
     image.save(tmp_path / "rotated.jpg", exif=exif)
     assert load_rgb(tmp_path / "rotated.jpg").size == (40, 60)
+
+
+def test_synthetic_export_test_split_is_known_to_be_paired(tmp_path):
+    from toonlab.data.synthetic import SyntheticPortraits, export_dataset
+
+    root = export_dataset(tmp_path / "syn", size=32, n_train=2, n_test=3)
+    test = UnpairedImageFolder(root, size=32, split="test")
+    assert test.paired and not UnpairedImageFolder(root, size=32, split="train").paired
+    assert torch.allclose(test[(1, 1, 0)]["B"], SyntheticPortraits(32, "test").test_batch(2)["B"][1], atol=1 / 127.5 + 1e-6)
+    (root / "testB" / "000002.png").rename(root / "testB" / "000009.png")
+    assert not UnpairedImageFolder(root, size=32, split="test").paired

@@ -22,6 +22,7 @@ square face crops (OpenCV's Haar cascade), for the your-photo notebook.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import warnings
@@ -456,8 +457,20 @@ class UnpairedImageFolder(UnpairedImages):
         folder_a, folder_b = split_folders(self.root, split)
         self._domains = {"A": self._scan(folder_a, check), "B": self._scan(folder_b, check)}
         self._warn_summary()
+        #: test photo i and cartoon i show the same face (a toonlab synthetic export's test split)
+        self.paired = self._detect_pairing()
 
     # -- construction ------------------------------------------------------------------------------
+    def _detect_pairing(self) -> bool:
+        if self.train:
+            return False
+        try:
+            metadata = json.loads((self.root / "metadata.json").read_text())
+        except (OSError, ValueError):
+            return False
+        names_a = [p.name for p in self.paths_a]
+        return bool(metadata.get("test_paired")) and names_a == [p.name for p in self.paths_b]
+
     def _scan(self, folder: Path, check: str) -> _Domain:
         usable, skipped, converted = scan_folder(folder, self.min_side, check)
         self.skipped.extend(skipped)
