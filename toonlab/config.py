@@ -76,3 +76,21 @@ def seed_everything(seed: int = 0, deterministic: bool = True) -> None:
     if deterministic:
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
+
+
+def config_from_preset(cls, name: str, overrides: dict, model_name: str):
+    """Build the config dataclass ``cls`` from ``cls.PRESETS[name]`` plus ``overrides``.
+
+    Shared by every model's ``Config.preset``: unknown preset names and unknown fields raise a
+    ValueError that lists the valid choices.
+    """
+    import dataclasses
+
+    check_preset(name)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(
+            f"unknown {model_name} config field(s) {', '.join(unknown)}; valid fields: {', '.join(sorted(fields))}"
+        )
+    return cls(**{**cls.PRESETS[name], **overrides})
