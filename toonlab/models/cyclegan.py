@@ -5,7 +5,7 @@ Two generators and two PatchGAN discriminators learn photo (A) <-> cartoon (B) f
 * ``G_A``: A -> B (the paper's G), ``G_B``: B -> A (the paper's F);
 * ``D_A`` judges ``G_A(A)`` against real B (the paper's D_Y), ``D_B`` judges ``G_B(B)`` against real A (D_X).
 
-Losses (paper eq. 1-3 plus the identity loss of §5.2; notebook 01 §"Losses", one cell per term):
+Losses (paper eq. 1-3 plus the identity loss of §5.2; notebook 01 §"The losses, one at a time"):
 :func:`generator_adversarial_loss`, :func:`cycle_loss`, :func:`identity_loss`,
 :func:`discriminator_loss`. :meth:`Model.train_step` runs them in the official update order (§1.2).
 
@@ -58,7 +58,7 @@ class ResnetGenerator(nn.Module):
     constructor does. The outer 7x7 pads are always reflect (``padding`` only affects the blocks).
 
     Input: RGB in [-1, 1] with height and width multiples of ``2**n_downsampling``; output: tanh [-1, 1].
-    Notebook 01 §"Generator".
+    Notebook 01 §"Block 2 — the ResNet generator".
     """
 
     def __init__(
@@ -118,7 +118,8 @@ class NLayerDiscriminator(nn.Module):
     ``model`` indices as official (reference-models.md §1.1): ``0`` Conv4x4 s2, ``1`` LeakyReLU(0.2),
     then per layer conv, norm, LeakyReLU, a stride-1 conv block at ``ndf * min(2**n_layers, 8)``
     channels, and a final stride-1 Conv to one channel. Padding 1 everywhere, no sigmoid (the GAN
-    criterion works on logits). A 256x256 input gives a 1x30x30 map. Notebook 01 §"Discriminator".
+    criterion works on logits). A 256x256 input gives a 1x30x30 map. Notebook 01 §"Block 3 — the 70x70
+    PatchGAN discriminator".
     """
 
     def __init__(self, in_ch: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance"):
@@ -159,7 +160,7 @@ class ImagePool:
     image and put the new one in its place, else return the new image. ``pool_size=0`` returns the
     batch unchanged. The coin flips come from an own ``torch.Generator`` whose state is part of
     :meth:`state_dict`, so a resumed run draws exactly what an uninterrupted run would.
-    Notebook 01 §"Image pool".
+    Notebook 01 §"Discriminator loss and the image pool".
     """
 
     def __init__(self, pool_size: int = 50, seed: int = 0):
@@ -175,7 +176,7 @@ class ImagePool:
     def query(self, images: torch.Tensor) -> torch.Tensor:
         """Return a batch of the same size: new images while filling, then a 50/50 mix with the history."""
         images = images.detach()
-        if self.pool_size == 0:
+        if self.pool_size == 0 or images.size(0) == 0:
             return images
         returned = []
         for image in images:
@@ -217,7 +218,10 @@ class Config:
     ``lambda_identity`` is a fraction of the cycle weights, as official: the identity terms weigh
     ``lambda_identity * lambda_b`` (for ``G_A``) and ``lambda_identity * lambda_a`` (for ``G_B``).
     The learning rate stays at ``lr`` for ``n_epochs`` epochs, then decays linearly over
-    ``n_epochs_decay`` epochs (see :meth:`Model.lr_factor`); a full run is :attr:`total_epochs`.
+    ``n_epochs_decay`` epochs (see :meth:`Model.lr_factor`); a full run is :attr:`total_epochs`,
+    i.e. :meth:`total_steps` steps. An epoch is one pass over the dataset (official) unless
+    ``schedule_epoch_steps`` > 0 fixes it to that many steps: the ``cpu`` and ``fast`` presets do so,
+    so their short runs decay the same way on any dataset.
     """
 
     image_size: int = 256
@@ -240,6 +244,7 @@ class Config:
     beta2: float = 0.999
     n_epochs: int = 100
     n_epochs_decay: int = 100
+    schedule_epoch_steps: int = 0
     init_type: str = "normal"
     init_gain: float = 0.02
     seed: int = 0
@@ -251,9 +256,9 @@ class Config:
         # a laptop CPU: 64 px, narrow and shallower nets, batch 4, a short schedule (see total_epochs)
         "cpu": dict(image_size=64, batch_size=4, ngf=32, ndf=32, n_blocks=4, n_layers_d=2,
                     n_epochs=3, n_epochs_decay=3),
-        # CI and FAST mode: 32 px, tiny nets
+        # CI and FAST mode: 32 px, tiny nets, a 40-step schedule (4 epochs of 10 steps)
         "fast": dict(image_size=32, batch_size=2, ngf=8, ndf=8, n_blocks=2, n_layers_d=2,
-                     n_epochs=1, n_epochs_decay=1),
+                     n_epochs=2, n_epochs_decay=2, schedule_epoch_steps=10),
     }
 
     def __post_init__(self) -> None:
@@ -275,7 +280,7 @@ class Config:
         for name in ("batch_size", "ngf", "ndf", "n_layers_d", "image_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("n_blocks", "n_downsampling", "pool_size", "n_epochs", "n_epochs_decay"):
+        for name in ("n_blocks", "n_downsampling", "pool_size", "n_epochs", "n_epochs_decay", "schedule_epoch_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("lambda_a", "lambda_b", "lambda_identity", "lr"):
@@ -301,12 +306,20 @@ class Config:
         """Length of a full run in epochs: ``n_epochs`` at the base rate + ``n_epochs_decay`` decaying."""
         return self.n_epochs + self.n_epochs_decay
 
-    def total_steps(self, steps_per_epoch: int) -> int:
-        """Length of a full run in optimisation steps."""
-        return self.total_epochs * int(steps_per_epoch)
+    def epoch_steps(self, steps_per_epoch: int | None = None) -> int:
+        """Steps in one schedule epoch: ``schedule_epoch_steps`` if set, else the dataset's ``steps_per_epoch``."""
+        if self.schedule_epoch_steps:
+            return int(self.schedule_epoch_steps)
+        if steps_per_epoch is None or int(steps_per_epoch) < 1:
+            raise ValueError(f"steps_per_epoch must be >= 1 (one pass over the dataset), got {steps_per_epoch}")
+        return int(steps_per_epoch)
+
+    def total_steps(self, steps_per_epoch: int | None = None) -> int:
+        """Length of a full run in optimisation steps (``steps_per_epoch``: the dataset's, from the trainer)."""
+        return self.total_epochs * self.epoch_steps(steps_per_epoch)
 
 
-# --- losses (notebook 01 §"Losses", one cell each) -------------------------------------------------
+# --- losses (notebook 01 §"The losses, one at a time", one cell each) ------------------------------
 
 
 def generator_adversarial_loss(criterion: GANLoss, discriminator: nn.Module, fake: torch.Tensor) -> torch.Tensor:
@@ -342,7 +355,7 @@ class Model(TranslationModel):
 
     Networks are initialised N(0, ``init_gain``) with biases 0 from ``config.seed`` (the global RNG is
     left untouched). ``optimizers["G"]`` updates both generators and ``optimizers["D"]`` both
-    discriminators, with Adam(lr, (beta1, beta2)). Notebook 01 §"Training step".
+    discriminators, with Adam(lr, (beta1, beta2)). Notebook 01 §"One training step, then training".
     """
 
     kind: ClassVar[str] = "cyclegan"
@@ -389,12 +402,11 @@ class Model(TranslationModel):
         ``E - 1``, i.e. ``1 - max(0, (E - 1) + epoch_count - n_epochs) / (n_epochs_decay + 1)``.
         With 0-based ``e = step // steps_per_epoch = E - 1`` and ``epoch_count = 1`` that is the
         formula above. Paper preset: epochs 0-99 -> 1, epoch 100 -> 1 - 1/101, epoch 199 -> 1/101.
-        Steps beyond the last epoch keep that final rate instead of reaching 0.
+        Steps beyond the last epoch keep that final rate instead of reaching 0. An epoch is
+        ``config.schedule_epoch_steps`` steps when that is set (``cpu``/``fast`` presets).
         """
-        if steps_per_epoch < 1:
-            raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
         c = self.config
-        epoch = min(step // steps_per_epoch, max(c.total_epochs - 1, 0))
+        epoch = min(step // c.epoch_steps(steps_per_epoch), max(c.total_epochs - 1, 0))
         return 1.0 - max(0, epoch + 1 - c.n_epochs) / float(c.n_epochs_decay + 1)
 
     # -- training -----------------------------------------------------------------------------------
@@ -518,7 +530,7 @@ def from_official_state_dict(state: Mapping[str, Any]) -> ResnetGenerator:
     second_conv_positions: set[int] = set()
     for key in state:
         match = _BLOCK_KEY.match(key)
-        if match:
+        if match and state[key].dim() == 4:  # convolutions only (batch-norm weights share the pattern)
             block_indices.add(int(match.group(1)))
             if int(match.group(2)) != 1:
                 second_conv_positions.add(int(match.group(2)))
