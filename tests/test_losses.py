@@ -64,7 +64,7 @@ def test_offline_error_says_how_to_place_the_file(tmp_path, monkeypatch):
     monkeypatch.delenv(losses.VGG_ENV, raising=False)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
 
-    def no_network(url, dst, progress=True):
+    def no_network(url, dst, hash_prefix=None, progress=True):
         raise OSError("Temporary failure in name resolution")
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)

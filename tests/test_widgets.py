@@ -45,3 +45,14 @@ def test_click_applies_sliders_and_trains(trainer):
 def test_controls_for_unknown_hparams_are_dropped(trainer):
     panel = TrainPanel(trainer, controls=[LR_CONTROL, Control("nope", ("not_a_field",), 0, 1)])
     assert list(panel.sliders) == ["learning rate"]
+
+
+def test_slider_ranges_widen_to_hold_the_current_value(trainer):
+    trainer.set_hparams(lambda_a=30.0, lambda_b=30.0, lr=5e-8)
+    try:
+        panel = TrainPanel(trainer)
+        assert panel.sliders["cycle λ (A and B)"].value == 30.0
+        assert panel.sliders["learning rate"].value == pytest.approx(5e-8)
+        assert panel.apply_sliders()["lambda_a"] == 30.0
+    finally:
+        trainer.set_hparams(lambda_a=10.0, lambda_b=10.0, lr=2e-4)

@@ -107,6 +107,12 @@ def load_vgg_features(layer: str = "conv4_4", weights: str | Path | None = "imag
         state = _load_vgg_state(path)
         prefix = "features."
         trunk.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+    else:
+        # torchvision's VGG initialisation, so random features have a realistic scale
+        for module in trunk.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(module.bias)
     features = nn.Sequential(*list(trunk.children())[: VGG19_LAYERS[layer]])
     return VGGFeatures(features)
 
@@ -120,7 +126,10 @@ def _load_vgg_state(path: Path | None) -> dict:
 
         url = VGG19_Weights.IMAGENET1K_V1.url
         try:
-            torch.hub.download_url_to_file(url, str(target), progress=True)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # the file name carries the first 8 hex digits of its sha256, which torch checks
+            torch.hub.download_url_to_file(url, str(target), hash_prefix=target.stem.rsplit("-", 1)[-1],
+                                           progress=True)
         except Exception as err:  # offline, proxy, quota, disk full ...
             raise VGGWeightsUnavailable(
                 f"could not download the ImageNet VGG19 weights from {url} ({err}).\n"

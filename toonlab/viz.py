@@ -17,6 +17,18 @@ import torch
 from matplotlib.figure import Figure
 
 
+class ToonFigure(Figure):
+    """A matplotlib figure that shows itself as a PNG in Jupyter, with or without pyplot loaded."""
+
+    def _repr_png_(self) -> bytes:
+        return figure_png(self, dpi=90)
+
+
+def new_figure(figsize: tuple[float, float] = (6, 4)) -> ToonFigure:
+    """An empty figure for notebooks and scripts (``fig.subplots(...)`` adds axes)."""
+    return ToonFigure(figsize=figsize)
+
+
 def to_numpy_image(image: torch.Tensor) -> np.ndarray:
     """(3, H, W) tensor in [-1, 1] -> (H, W, 3) float array in [0, 1]."""
     image = image.detach().float().cpu()
@@ -31,7 +43,7 @@ def image_rows(rows: Mapping[str, torch.Tensor], max_columns: int = 8, scale: fl
     if not rows:
         raise ValueError("give at least one row of images")
     n_cols = min(max_columns, min(len(v) for v in rows.values()))
-    fig = Figure(figsize=(scale * n_cols + 1.2, scale * len(rows) + (0.4 if title else 0)))
+    fig = new_figure((scale * n_cols + 1.2, scale * len(rows) + (0.4 if title else 0)))
     axes = fig.subplots(len(rows), n_cols, squeeze=False)
     for r, (label, images) in enumerate(rows.items()):
         for c in range(n_cols):
@@ -50,7 +62,7 @@ def image_rows(rows: Mapping[str, torch.Tensor], max_columns: int = 8, scale: fl
 def loss_curves(history: Sequence[Mapping[str, float]], keys: Sequence[str] | None = None,
                 smooth: int = 1, title: str | None = None) -> Figure:
     """Loss terms against the step; ``smooth`` > 1 applies a running mean over that many steps."""
-    fig = Figure(figsize=(7, 3.2))
+    fig = new_figure((7, 3.2))
     ax = fig.subplots()
     if history:
         skip = {"step", "lr", "seconds"}

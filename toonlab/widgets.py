@@ -9,6 +9,7 @@ use them. Every callback runs inside ``self.out.capture()`` so errors appear in 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Sequence
 
 import ipywidgets as widgets
@@ -61,11 +62,18 @@ class TrainPanel:
         controls = list(controls) if controls is not None else [LR_CONTROL] + CONTROLS.get(trainer.model.kind, [])
         self.controls = [c for c in controls if all(n in hparams for n in c.names)]
         self.sliders: dict[str, widgets.Widget] = {}
+        widened: list[Control] = []
         for control in self.controls:
             value = hparams[control.names[0]]
+            if not control.log and not control.low <= value <= control.high:
+                # a slider would silently clamp the value and write it back on the next click
+                control = dataclasses.replace(control, low=min(control.low, value), high=max(control.high, value))
             style = {"description_width": "150px"}
             layout = widgets.Layout(width="430px")
             if control.log:
+                exponent = math.log10(value) if value > 0 else control.low
+                control = dataclasses.replace(control, low=min(control.low, math.floor(exponent)),
+                                              high=max(control.high, math.ceil(exponent)))
                 slider = widgets.FloatLogSlider(value=value, base=10, min=control.low, max=control.high,
                                                 step=control.step, description=control.label,
                                                 continuous_update=False, readout_format=".1e", style=style,
@@ -79,6 +87,8 @@ class TrainPanel:
                                              step=control.step, description=control.label,
                                              continuous_update=False, style=style, layout=layout)
             self.sliders[control.label] = slider
+            widened.append(control)
+        self.controls = widened
         self.steps = widgets.IntSlider(value=steps_per_click, min=1, max=max_steps_per_click,
                                        description="steps per click", continuous_update=False,
                                        style={"description_width": "150px"}, layout=widgets.Layout(width="430px"))
