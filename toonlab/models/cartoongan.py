@@ -22,7 +22,6 @@ Paprika and Shinkai weights (``toonlab.hub.load_official("cartoongan", path)``).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
@@ -222,16 +221,9 @@ class Config:
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "Config":
         """The ``paper``, ``cpu`` or ``fast`` configuration, with some fields overridden."""
-        from toonlab.config import check_preset
+        from toonlab.config import config_from_preset
 
-        check_preset(name)
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(overrides) - fields)
-        if unknown:
-            raise ValueError(
-                f"unknown CartoonGAN config field(s) {', '.join(unknown)}; valid fields: {', '.join(sorted(fields))}"
-            )
-        return cls(**{**cls.PRESETS[name], **overrides})
+        return config_from_preset(cls, name, overrides, "CartoonGAN")
 
     def init_phase_steps(self, steps_per_epoch: int) -> int:
         """Length of the initialisation phase in steps: ``init_steps`` if set, else its epochs x ``steps_per_epoch``."""

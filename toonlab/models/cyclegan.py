@@ -16,7 +16,6 @@ published ``latest_net_G_A.pth`` style files load with :func:`from_official_stat
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import re
 from dataclasses import dataclass
@@ -290,16 +289,9 @@ class Config:
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "Config":
         """The ``paper``, ``cpu`` or ``fast`` configuration, with some fields overridden."""
-        from toonlab.config import check_preset
+        from toonlab.config import config_from_preset
 
-        check_preset(name)
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(overrides) - fields)
-        if unknown:
-            raise ValueError(
-                f"unknown CycleGAN config field(s) {', '.join(unknown)}; valid fields: {', '.join(sorted(fields))}"
-            )
-        return cls(**{**cls.PRESETS[name], **overrides})
+        return config_from_preset(cls, name, overrides, "CycleGAN")
 
     @property
     def total_epochs(self) -> int:

@@ -18,7 +18,6 @@ term below), §"Training step", §"Multimodal translation".
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import re
 from collections.abc import Mapping
@@ -503,16 +502,9 @@ class Config:
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> Config:
         """The ``paper``, ``cpu`` or ``fast`` configuration, with some fields overridden."""
-        from toonlab.config import check_preset
+        from toonlab.config import config_from_preset
 
-        check_preset(name)
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(overrides) - fields)
-        if unknown:
-            raise ValueError(
-                f"unknown MUNIT config field(s) {', '.join(unknown)}; valid fields: {', '.join(sorted(fields))}"
-            )
-        return cls(**{**cls.PRESETS[name], **overrides})
+        return config_from_preset(cls, name, overrides, "MUNIT")
 
     def total_steps(self, steps_per_epoch: int = 1) -> int:
         """Length of a full run in optimisation steps (MUNIT counts iterations, not epochs)."""
