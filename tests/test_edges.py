@@ -6,6 +6,8 @@ import os
 
 import cv2
 import numpy as np
+
+import toonlab.io
 import pytest
 import torch
 from PIL import Image
@@ -180,7 +182,7 @@ def test_cache_is_written_once_reused_and_invalidated(folder, monkeypatch):
 def test_cache_files_are_renamed_into_place(folder, monkeypatch):
     renames = []
     real_replace = os.replace
-    monkeypatch.setattr(edges.os, "replace", lambda src, dst: renames.append((src, dst)) or real_replace(src, dst))
+    monkeypatch.setattr(toonlab.io.os, "replace", lambda src, dst: renames.append((src, dst)) or real_replace(src, dst))
     dataset = EdgePromotedDataset(PngPairs(folder), cache_dir=folder / "elsewhere")
     dataset[(0, 1, 0)]
     assert len(renames) == 1

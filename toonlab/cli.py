@@ -174,6 +174,8 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
     from toonlab.config import pick_device
 
+    if args.num_styles < 1:
+        raise CLIError(f"--num-styles must be >= 1, got {args.num_styles}")
     device = pick_device(args.device)
     inputs = list_images(Path(args.input))
     output = Path(args.output)
@@ -238,7 +240,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
 def _munit_translate(model, x, direction, num_styles, style_image, seed):
     import torch
 
-    generator = torch.Generator(device=x.device).manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)  # styles are drawn on the CPU, then moved
     if style_image is not None:
         return model.translate_with_reference(x, style_image, direction)
     out = model.translate_many(x, num_styles, direction, generator=generator)

@@ -20,10 +20,8 @@ import contextlib
 import dataclasses
 import json
 import math
-import os
 import random
 import signal
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -36,6 +34,7 @@ from toonlab import __version__
 from toonlab.config import pick_device, seed_everything
 from toonlab.data.loader import make_loader, steps_per_epoch
 from toonlab.hub import CheckpointError, read_state_file
+from toonlab.io import atomic_write
 from toonlab.models import build_model, model_module
 from toonlab.models.base import Precision, TranslationModel
 
@@ -93,36 +92,12 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
 
     A crash or a full disk while writing leaves the previous file intact.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write(path, lambda handle: torch.save(obj, handle))
 
 
 def atomic_write_text(text: str, path: str | Path) -> Path:
-    """Write a text file atomically (temporary file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
+    """Write a UTF-8 text file atomically (temporary file + rename)."""
+    return atomic_write(path, lambda handle: handle.write(text.encode("utf-8")), fsync=False)
 
 
 # --- checkpoints -------------------------------------------------------------------------------

@@ -19,10 +19,7 @@ generated on the fly, get theirs on the fly too.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 
 import cv2
@@ -31,6 +28,7 @@ import torch
 from PIL import Image
 
 from toonlab.data.loader import UnpairedImages, epoch_length
+from toonlab.io import atomic_write
 
 #: Canny hysteresis thresholds of the reference edge promoting (on 8-bit grey values).
 CANNY_THRESHOLDS = (100, 200)
@@ -103,15 +101,7 @@ def default_cache_dir(dataset: UnpairedImages) -> Path | None:
 
 def _write_png_atomically(image: Image.Image, path: Path) -> None:
     """Save to a temporary file in the same folder, then rename: readers never see half a PNG."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            image.save(handle, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda handle: image.save(handle, format="PNG"), fsync=False)
 
 
 class EdgePromotedDataset(torch.utils.data.Dataset):

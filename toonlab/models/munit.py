@@ -458,9 +458,12 @@ class Config:
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         # the official edges2shoes-style config: 256 px, batch 1, 1M iterations, lr halved every 100k
         "paper": {},
-        # a laptop CPU: 64 px, narrow nets, two discriminator scales, a few minutes of training
+        # a laptop CPU: 64 px, narrow nets, two discriminator scales, batch 4 (per image ~2x cheaper
+        # than batch 2 on a CPU) with twice the paper's lr (4e-4 learned faster but grew checkerboard
+        # artefacts). On the synthetic portraits ~600 iterations (~28 GFLOP each, about 5 minutes on
+        # two free cores) give clearly different palettes / backgrounds per style code; faces sharpen later.
         "cpu": dict(image_size=64, batch_size=4, dim=16, mlp_dim=64, n_res=2, dis_dim=16, dis_n_layer=3,
-                    dis_num_scales=2, lr=4e-4, max_iter=1500, step_size=1000),
+                    dis_num_scales=2, lr=2e-4, max_iter=1500, step_size=1000),
         # CI and FAST mode: 32 px, tiny nets, batch 2
         "fast": dict(image_size=32, batch_size=2, dim=8, mlp_dim=32, n_res=1, dis_dim=8, dis_n_layer=2,
                      dis_num_scales=2, max_iter=20, step_size=10),
