@@ -460,8 +460,8 @@ class Config:
         "paper": {},
         # a laptop CPU: 64 px, narrow nets, two discriminator scales, batch 4 (per image ~2x cheaper
         # than batch 2 on a CPU) with twice the paper's lr (4e-4 learned faster but grew checkerboard
-        # artefacts). On the synthetic portraits ~600 iterations (~28 GFLOP each, about 5 minutes on
-        # two free cores) give clearly different palettes / backgrounds per style code; faces sharpen later.
+        # artefacts). On the synthetic portraits ~600 iterations (28 GFLOP, ~0.9 s of one core each:
+        # 5-10 minutes) give clearly different palettes and backgrounds per style; faces sharpen later.
         "cpu": dict(image_size=64, batch_size=4, dim=16, mlp_dim=64, n_res=2, dis_dim=16, dis_n_layer=3,
                     dis_num_scales=2, lr=2e-4, max_iter=1500, step_size=1000),
         # CI and FAST mode: 32 px, tiny nets, batch 2
