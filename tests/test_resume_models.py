@@ -32,3 +32,9 @@ def test_resume_equals_uninterrupted(kind, steps, stop, tmp_path):
         assert {k: a[k] for k in keys} == {k: b[k] for k in keys}
     for (name, p), q in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(p, q), name
+
+
+def test_munit_progress_grids_use_the_same_styles_every_time():
+    trainer = make_trainer("munit", "fast", progress=False, n_samples=2)
+    first = trainer.translate_samples()
+    assert torch.equal(first, trainer.translate_samples())

@@ -5,6 +5,7 @@ This is the only module that reads environment variables (notebook 00, "Setup"):
 * ``TOONLAB_FAST=1``  tiny sizes and a handful of steps, so every notebook runs in CI in seconds.
 * ``TOONLAB_DATA``    folder for datasets and caches (default ``~/.cache/toonlab``).
 * ``TOONLAB_DEVICE``  force a device (``cpu``, ``cuda``, ``cuda:1`` ...).
+* ``TOONLAB_VGG19_WEIGHTS``  a hand-placed ``vgg19-dcbb9e9d.pth`` (CartoonGAN's content loss, offline).
 
 Every model module owns its preset table (``paper``, ``cpu``, ``fast``); this module only names
 them and picks the default one.
@@ -23,6 +24,7 @@ PRESETS = ("paper", "cpu", "fast")
 FAST_ENV = "TOONLAB_FAST"
 DATA_ENV = "TOONLAB_DATA"
 DEVICE_ENV = "TOONLAB_DEVICE"
+VGG19_ENV = "TOONLAB_VGG19_WEIGHTS"
 _TRUE = {"1", "true", "yes", "on"}
 
 
@@ -49,6 +51,12 @@ def data_root() -> Path:
     """Folder holding datasets, edge caches and downloads (``$TOONLAB_DATA`` or ``~/.cache/toonlab``)."""
     root = os.environ.get(DATA_ENV)
     return Path(root).expanduser() if root else Path.home() / ".cache" / "toonlab"
+
+
+def vgg19_weights_path() -> Path | None:
+    """A hand-placed ImageNet VGG19 weight file named by ``$TOONLAB_VGG19_WEIGHTS``, or None."""
+    value = os.environ.get(VGG19_ENV)
+    return Path(value).expanduser() if value else None
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:

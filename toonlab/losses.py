@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 import torch
 import torch.nn.functional as F
@@ -46,7 +45,7 @@ class GANLoss(nn.Module):
 #: index just past the named layer in torchvision's ``vgg19().features``
 VGG19_LAYERS = {"conv1_1": 1, "relu1_1": 2, "conv2_1": 6, "conv3_1": 11, "conv4_1": 20, "conv4_4": 26,
                 "relu4_4": 27, "conv5_1": 29, "conv5_4": 35}
-VGG_ENV = "TOONLAB_VGG19_WEIGHTS"
+VGG_ENV = "TOONLAB_VGG19_WEIGHTS"  # read by toonlab.config.vgg19_weights_path
 #: ImageNet statistics the torchvision VGG weights were trained with (RGB, inputs in [0, 1])
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -77,10 +76,11 @@ class VGGFeatures(nn.Module):
         return self.features(x)
 
 
-def _vgg19_weight_file() -> Path:
-    from torchvision.models import VGG19_Weights
+def torchvision_vgg_file(arch: str = "vgg19") -> Path:
+    """Where torch keeps torchvision's ImageNet ``arch`` weights (``vgg16`` or ``vgg19``)."""
+    from torchvision.models import VGG16_Weights, VGG19_Weights
 
-    url = VGG19_Weights.IMAGENET1K_V1.url
+    url = {"vgg16": VGG16_Weights, "vgg19": VGG19_Weights}[arch].IMAGENET1K_V1.url
     return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
 
 
@@ -101,12 +101,10 @@ def load_vgg_features(layer: str = "conv4_4", weights: str | Path | None = "imag
     # only the convolutional trunk: the 120M-parameter classifier is never built
     trunk = make_layers(cfgs["E"], batch_norm=False)
     if weights is not None:
-        path = Path(weights) if weights != "imagenet" else None
-        if path is None and os.environ.get(VGG_ENV):
-            path = Path(os.environ[VGG_ENV]).expanduser()
-        state = _load_vgg_state(path)
-        prefix = "features."
-        trunk.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+        from toonlab.config import vgg19_weights_path
+
+        path = Path(weights).expanduser() if weights != "imagenet" else vgg19_weights_path()
+        load_vgg_trunk(trunk, "vgg19", path, hint=f"or set {VGG_ENV}=/path/to/the/file")
     else:
         # torchvision's VGG initialisation, so random features have a realistic scale
         for module in trunk.modules():
@@ -117,29 +115,35 @@ def load_vgg_features(layer: str = "conv4_4", weights: str | Path | None = "imag
     return VGGFeatures(features)
 
 
-def _load_vgg_state(path: Path | None) -> dict:
-    target = path or _vgg19_weight_file()
-    if path is not None and not path.is_file():
-        raise VGGWeightsUnavailable(f"VGG19 weight file {path} does not exist; check {VGG_ENV} or the path you gave")
-    if not target.is_file():
-        from torchvision.models import VGG19_Weights
+def load_vgg_trunk(trunk: nn.Sequential, arch: str, path: Path | None, hint: str = "") -> None:
+    """Load the ``features.*`` weights of torchvision's ImageNet ``arch`` into ``trunk`` (in place).
 
-        url = VGG19_Weights.IMAGENET1K_V1.url
+    ``path``: a weight file placed by hand, or ``None`` for the torch hub cache, downloading the file
+    there on first use (its name carries the start of its sha256, which is checked). Offline or on a
+    failed download the error says where to put the file.
+    """
+    target = path or torchvision_vgg_file(arch)
+    if path is not None and not path.is_file():
+        raise VGGWeightsUnavailable(f"{arch.upper()} weight file {path} does not exist; check the path you gave {hint}")
+    if not target.is_file():
+        from torchvision.models import VGG16_Weights, VGG19_Weights
+
+        url = {"vgg16": VGG16_Weights, "vgg19": VGG19_Weights}[arch].IMAGENET1K_V1.url
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            # the file name carries the first 8 hex digits of its sha256, which torch checks
             torch.hub.download_url_to_file(url, str(target), hash_prefix=target.stem.rsplit("-", 1)[-1],
                                            progress=True)
         except Exception as err:  # offline, proxy, quota, disk full ...
             raise VGGWeightsUnavailable(
-                f"could not download the ImageNet VGG19 weights from {url} ({err}).\n"
-                f"Fix: download that file on a machine with internet and either put it at {target} "
-                f"or set {VGG_ENV}=/path/to/{target.name}. "
-                "For a quick offline test use weights=None (random VGG; the content loss then means little)."
+                f"could not download the ImageNet {arch.upper()} weights from {url} ({err}).\n"
+                f"Fix: download that file on a machine with internet and put it at {target} {hint}. "
+                "For a quick offline test use weights=None (random VGG; the loss then means little)."
             ) from err
     try:
-        return torch.load(target, map_location="cpu", weights_only=True)
+        state = torch.load(target, map_location="cpu", weights_only=True)
+        prefix = "features."
+        trunk.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
     except Exception as err:
         raise VGGWeightsUnavailable(
-            f"{target} is not a readable VGG19 state_dict ({err}); delete it and download it again"
+            f"{target} is not a readable {arch.upper()} state_dict ({err}); delete it and download it again"
         ) from err

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import json
 import math
 import random
@@ -358,7 +359,11 @@ class Trainer:
         """The fixed sample photos translated by the current model (N, 3, H, W) in [-1, 1]."""
         if self.sample_images is None:
             raise ValueError("this trainer has no sample_images")
-        return self.model.translate(self.sample_images, direction).float()
+        kwargs = {}
+        if "generator" in inspect.signature(self.model.translate).parameters:
+            # multimodal models (MUNIT) draw random styles: the same ones every time, so grids compare
+            kwargs["generator"] = torch.Generator().manual_seed(self.seed)
+        return self.model.translate(self.sample_images, direction, **kwargs).float()
 
     def save_samples(self) -> Path | None:
         """Save a two-row grid (photos above, translations below) to ``run_dir/samples/step_XXXXXXXX.png``."""

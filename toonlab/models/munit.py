@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from toonlab.losses import GAN_MODES, GANLoss, VGGFeatures, VGGWeightsUnavailable
+from toonlab.losses import GAN_MODES, GANLoss, VGGFeatures, load_vgg_trunk
 from toonlab.models.base import Precision, TranslationModel
 from toonlab.nn import (
     PADDINGS,
@@ -351,36 +351,6 @@ class MultiScaleDiscriminator(nn.Module):
 # --- the optional domain-invariant perceptual loss network ---------------------------------------
 
 
-def _vgg16_weight_file() -> Path:
-    from torchvision.models import VGG16_Weights
-
-    url = VGG16_Weights.IMAGENET1K_V1.url
-    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
-
-
-def _load_vgg16_state(weights: str | Path) -> dict:
-    from torchvision.models import VGG16_Weights
-
-    url = VGG16_Weights.IMAGENET1K_V1.url
-    target = _vgg16_weight_file() if str(weights) == "imagenet" else Path(weights).expanduser()
-    if str(weights) != "imagenet" and not target.is_file():
-        raise VGGWeightsUnavailable(f"VGG16 weight file {target} does not exist; check the path in vgg_weights")
-    if not target.is_file():
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            torch.hub.download_url_to_file(url, str(target), progress=True)
-        except Exception as err:  # offline, proxy, quota, disk full ...
-            raise VGGWeightsUnavailable(
-                f"could not download the ImageNet VGG16 weights from {url} ({err}).\n"
-                f"Fix: download that file on a machine with internet and put it at {target}, or pass its "
-                "path as vgg_weights. Or set vgg_w=0 (the paper preset does: the loss is for >= 512 px)."
-            ) from err
-    try:
-        return torch.load(target, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise VGGWeightsUnavailable(f"{target} is not a readable VGG16 state_dict ({err}); download it again") from err
-
-
 def load_vgg16_relu5_3(weights: str | Path | None = "imagenet") -> VGGFeatures:
     """Frozen VGG16 up to relu5_3 **without pool4**, as MUNIT's ``Vgg16`` (reference-models.md §2.1).
 
@@ -395,8 +365,9 @@ def load_vgg16_relu5_3(weights: str | Path | None = "imagenet") -> VGGFeatures:
 
     features = make_layers(cfgs["D"], batch_norm=False)  # VGG16's ``features``
     if weights is not None:
-        state = _load_vgg16_state(weights)
-        features.load_state_dict({k[len("features."):]: v for k, v in state.items() if k.startswith("features.")})
+        path = None if str(weights) == "imagenet" else Path(weights).expanduser()
+        load_vgg_trunk(features, "vgg16", path,
+                       hint="or pass its path as vgg_weights; or set vgg_w=0 (the paper preset does: the loss is for >= 512 px)")
     layers = list(features.children())
     return VGGFeatures(nn.Sequential(*layers[:23], *layers[24:30]))
 
