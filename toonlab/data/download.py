@@ -432,7 +432,7 @@ def extract(archive: str | Path, dest: str | Path) -> Path:
 
 CYCLEGAN_DATASET_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/datasets/{name}.zip"
 CYCLEGAN_MODEL_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models/{name}.pth"
-CARTOONGAN_URL = "http://vllab1.ucmerced.edu/~yli62/CartoonGAN/pytorch_pth/{style}_net_G_float.pth"
+CARTOONGAN_URL = "http://vllab1.ucmerced.edu/~yli62/CartoonGAN/pytorch_pth/{name}_net_G_float.pth"
 ANIMEGAN2_URL = "https://github.com/bryandlee/animegan2-pytorch/raw/main/weights/{name}.pt"
 
 #: Unpaired CycleGAN datasets of datasets/download_cyclegan_dataset.sh (reference-models.md §1.4).
@@ -500,39 +500,32 @@ DATASETS["selfie2anime"] = Asset(
     description="U-GAT-IT selfie2anime: 3,400 train + 100 test faces per domain (selfies -> anime faces)",
 )
 
+def _unverified_files(kind: str, names, filename: str, url: str, description: str) -> dict[str, Asset]:
+    """Registry entries ``"<kind>/<name>"`` for single weight files whose sha256 is not known yet."""
+    return {
+        f"{kind}/{name}": Asset(
+            name=f"{kind}/{name}",
+            filename=filename.format(name=name),
+            sha256=None,  # unknown: fill in from the first download (fetch prints it)
+            sources=[{"kind": "url", "url": url.format(name=name)}],
+            archive=False,
+            unverified=True,
+            description=description.format(name=name),
+        )
+        for name in names
+    }
+
+
 #: name -> single checkpoint file. The part before "/" is the ``toonlab.hub.load_official`` kind.
-PRETRAINED: dict[str, Asset] = {}
-for _name in CYCLEGAN_PRETRAINED:
-    PRETRAINED[f"cyclegan/{_name}"] = Asset(
-        name=f"cyclegan/{_name}",
-        filename=f"cyclegan/{_name}.pth",
-        sha256=None,  # unknown: fill in from the first download
-        sources=[{"kind": "url", "url": CYCLEGAN_MODEL_URL.format(name=_name)}],
-        archive=False,
-        unverified=True,
-        description=f"official CycleGAN ResnetGenerator {_name} (9 blocks, instance norm)",
-    )
-for _style in CARTOONGAN_STYLES:
-    PRETRAINED[f"cartoongan/{_style}"] = Asset(
-        name=f"cartoongan/{_style}",
-        filename=f"cartoongan/{_style}_net_G_float.pth",
-        sha256=None,  # unknown: fill in from the first download
-        sources=[{"kind": "url", "url": CARTOONGAN_URL.format(style=_style)}],
-        archive=False,
-        unverified=True,
-        description=f"CartoonGAN {_style} generator (converted from the authors' Torch model; BGR)",
-    )
-for _weights in ANIMEGAN2_WEIGHTS:
-    PRETRAINED[f"animegan2/{_weights}"] = Asset(
-        name=f"animegan2/{_weights}",
-        filename=f"animegan2/{_weights}.pt",
-        sha256=None,  # unknown: fill in from the first download
-        sources=[{"kind": "url", "url": ANIMEGAN2_URL.format(name=_weights)}],
-        archive=False,
-        unverified=True,
-        description=f"AnimeGANv2 generator {_weights} (bryandlee/animegan2-pytorch)",
-    )
-del _name, _style, _weights
+PRETRAINED: dict[str, Asset] = {
+    **_unverified_files("cyclegan", CYCLEGAN_PRETRAINED, "cyclegan/{name}.pth",
+                        CYCLEGAN_MODEL_URL, "official CycleGAN ResnetGenerator {name} (9 blocks, instance norm)"),
+    **_unverified_files("cartoongan", CARTOONGAN_STYLES, "cartoongan/{name}_net_G_float.pth",
+                        CARTOONGAN_URL,
+                        "CartoonGAN {name} generator (converted from the authors' Torch model; BGR)"),
+    **_unverified_files("animegan2", ANIMEGAN2_WEIGHTS, "animegan2/{name}.pt",
+                        ANIMEGAN2_URL, "AnimeGANv2 generator {name} (bryandlee/animegan2-pytorch)"),
+}
 
 
 def _lookup(registry: dict[str, Asset], name: str, what: str) -> Asset:
