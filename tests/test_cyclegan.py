@@ -173,6 +173,10 @@ def test_paper_preset_is_official():
     assert (fast.image_size, fast.ngf, fast.n_blocks, fast.n_layers_d, fast.batch_size) == (32, 8, 2, 2, 2)
     cpu = Config.preset("cpu", batch_size=2)
     assert cpu.image_size == 64 and cpu.batch_size == 2
+    cpu_model = Model.__new__(Model)
+    cpu_model.config = Config.preset("cpu")
+    assert cpu_model.config.total_steps(2000) == 1500  # what notebook 01 trains, whatever the dataset
+    assert cpu_model.lr_factor(749, 2000) == 1.0 and cpu_model.lr_factor(1499, 2000) == pytest.approx(1 / 11)
 
 
 def test_config_errors_are_clear():
