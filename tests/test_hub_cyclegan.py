@@ -16,13 +16,7 @@ from toonlab import hub
 from toonlab.models.cyclegan import ResnetGenerator
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one intra-op thread is as fast, and much faster on a loaded 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class OfficialStyleBlock(nn.Module):
