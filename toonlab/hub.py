@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 
@@ -24,6 +24,22 @@ OFFICIAL_LOADERS = {
     "munit": ("toonlab.models.munit", "from_official_state_dict"),
     "animegan2": ("toonlab.models.animegan2", "from_official_state_dict"),
 }
+
+
+def strip_wrapper_prefixes(state: Mapping[str, Any]) -> dict[str, Any]:
+    """Drop a DataParallel ``module.`` (and a torch.compile ``_orig_mod.``) prefix present on every key."""
+    state = dict(state)
+    for prefix in ("module.", "_orig_mod."):
+        if state and all(isinstance(k, str) and k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def describe_keys(keys, limit: int = 12) -> str:
+    """Sorted, comma-separated key names for error messages, cut after ``limit``."""
+    keys = sorted(keys)
+    shown = ", ".join(keys[:limit])
+    return shown + (f" ... ({len(keys)} in all)" if len(keys) > limit else "")
 
 
 class CheckpointError(RuntimeError):

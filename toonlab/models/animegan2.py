@@ -28,6 +28,7 @@ from PIL import Image
 from torch import nn
 from torchvision.transforms.functional import to_pil_image, to_tensor
 
+from toonlab.hub import strip_wrapper_prefixes
 from toonlab.nn import make_padding
 
 #: The smallest height/width the generator accepts: after the two stride-2 convs the 3x3 reflection
@@ -173,7 +174,7 @@ def from_official_state_dict(state: Mapping[str, torch.Tensor]) -> Generator:
     """
     if not isinstance(state, Mapping):
         raise ValueError(f"expected a state dict (a mapping of key -> tensor), got {type(state).__name__}")
-    state = {(key[len("module.") :] if key.startswith("module.") else key): value for key, value in state.items()}
+    state = strip_wrapper_prefixes(state)
     model = Generator()
     expected = model.state_dict()
     missing = [key for key in expected if key not in state]

@@ -30,9 +30,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from toonlab.data.edges import EdgePromotedDataset
+from toonlab.hub import describe_keys
 from toonlab.losses import GAN_MODES, VGG19_LAYERS, GANLoss, load_vgg_features
 from toonlab.models.base import Precision, TranslationModel
-from toonlab.models.cyclegan import ImagePool, _sample_keys
+from toonlab.models.cyclegan import ImagePool
 from toonlab.nn import ResnetBlock, init_weights, make_norm, set_requires_grad
 
 #: eps of the official generator's instance norm (the PyTorch port of the published weights)
@@ -542,12 +543,12 @@ def from_official_state_dict(state: Mapping[str, Any]) -> Generator:
     if missing or unexpected:
         raise ValueError(
             "the state dict does not match the official CartoonGAN Transformer (94 keys conv01_1 ... deconv03_1): "
-            f"missing keys: {_sample_keys(missing) or 'none'}; "
-            f"unexpected keys: {_sample_keys(map(str, unexpected)) or 'none'}"
+            f"missing keys: {describe_keys(missing) or 'none'}; "
+            f"unexpected keys: {describe_keys(map(str, unexpected)) or 'none'}"
         )
     bad = [k for k in key_map if not isinstance(state[k], torch.Tensor)]
     if bad:
-        raise ValueError(f"not a plain state dict: entries that are not tensors: {_sample_keys(bad)}")
+        raise ValueError(f"not a plain state dict: entries that are not tensors: {describe_keys(bad)}")
     ngf = int(state["conv01_1.weight"].shape[0])
     converted = {ours: state[theirs].detach().clone().float() for theirs, ours in key_map.items()}
     converted["flat.1.weight"] = converted["flat.1.weight"].flip(1)  # BGR input -> RGB input
@@ -558,6 +559,6 @@ def from_official_state_dict(state: Mapping[str, Any]) -> Generator:
     wrong = [f"{theirs} {tuple(state[theirs].shape)} (expected {tuple(expected[ours].shape)})"
              for theirs, ours in key_map.items() if state[theirs].shape != expected[ours].shape]
     if wrong:
-        raise ValueError(f"tensor shapes do not match the official CartoonGAN Transformer: {_sample_keys(wrong, 6)}")
+        raise ValueError(f"tensor shapes do not match the official CartoonGAN Transformer: {describe_keys(wrong, 6)}")
     generator.load_state_dict(converted, strict=True)
     return generator

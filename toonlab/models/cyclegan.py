@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from toonlab.hub import describe_keys, strip_wrapper_prefixes
 from toonlab.losses import GAN_MODES, GANLoss
 from toonlab.models.base import Precision, TranslationModel
 from toonlab.nn import NORMS, PADDINGS, ResnetBlock, init_weights, make_norm, set_requires_grad
@@ -481,21 +482,6 @@ _BLOCK_KEY = re.compile(r"^model\.(\d+)\.conv_block\.(\d+)\.weight$")
 _STAT_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
 
 
-def _strip_prefixes(state: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    """Drop a DataParallel ``module.`` (and a torch.compile ``_orig_mod.``) prefix present on every key."""
-    state = dict(state)
-    for prefix in ("module.", "_orig_mod."):
-        if state and all(isinstance(k, str) and k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items()}
-    return state
-
-
-def _sample_keys(keys, limit: int = 12) -> str:
-    keys = sorted(keys)
-    shown = ", ".join(keys[:limit])
-    return shown + (f" ... ({len(keys)} in all)" if len(keys) > limit else "")
-
-
 def from_official_state_dict(state: Mapping[str, Any]) -> ResnetGenerator:
     """Build the :class:`ResnetGenerator` that an official CycleGAN generator state dict describes, and load it.
 
@@ -509,14 +495,14 @@ def from_official_state_dict(state: Mapping[str, Any]) -> ResnetGenerator:
     """
     if not isinstance(state, Mapping) or not state:
         raise ValueError("expected a non-empty state dict (a mapping of parameter names to tensors)")
-    state = _strip_prefixes(state)
+    state = strip_wrapper_prefixes(state)
     bad = [k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
-        raise ValueError(f"not a plain state dict: entries that are not tensors: {_sample_keys(map(str, bad))}")
+        raise ValueError(f"not a plain state dict: entries that are not tensors: {describe_keys(map(str, bad))}")
     if "model.1.weight" not in state or state["model.1.weight"].dim() != 4:
         raise ValueError(
             "no 'model.1.weight' 7x7 convolution, so this is not an official ResnetGenerator; "
-            f"keys found: {_sample_keys(state)}"
+            f"keys found: {describe_keys(state)}"
         )
     ngf, in_ch = state["model.1.weight"].shape[:2]
 
@@ -533,9 +519,9 @@ def from_official_state_dict(state: Mapping[str, Any]) -> ResnetGenerator:
         first = min(block_indices)
         n_downsampling, remainder = divmod(first - 4, 3)
         if remainder or n_downsampling < 0 or sorted(block_indices) != list(range(first, first + n_blocks)):
-            raise ValueError(f"residual blocks at unexpected positions {sorted(block_indices)}; keys found: {_sample_keys(state)}")
+            raise ValueError(f"residual blocks at unexpected positions {sorted(block_indices)}; keys found: {describe_keys(state)}")
     else:
-        raise ValueError(f"no residual blocks ('model.<i>.conv_block...') found; keys found: {_sample_keys(state)}")
+        raise ValueError(f"no residual blocks ('model.<i>.conv_block...') found; keys found: {describe_keys(state)}")
     if second_conv_positions - {5, 6} or len(second_conv_positions) > 1:
         raise ValueError(f"residual block convolutions at unexpected positions {sorted(second_conv_positions)}")
     dropout = second_conv_positions == {6}
@@ -543,7 +529,7 @@ def from_official_state_dict(state: Mapping[str, Any]) -> ResnetGenerator:
     last = 4 + 3 * n_downsampling + n_blocks + 3 * n_downsampling + 1
     last_key = f"model.{last}.weight"
     if last_key not in state:
-        raise ValueError(f"expected the final 7x7 convolution at {last_key!r}; keys found: {_sample_keys(state)}")
+        raise ValueError(f"expected the final 7x7 convolution at {last_key!r}; keys found: {describe_keys(state)}")
     out_ch = state[last_key].shape[0]
 
     generator = ResnetGenerator(int(in_ch), int(out_ch), int(ngf), n_blocks, n_downsampling, norm, "reflect", dropout)
@@ -559,8 +545,8 @@ def from_official_state_dict(state: Mapping[str, Any]) -> ResnetGenerator:
     if missing or unexpected:
         raise ValueError(
             f"the state dict does not match a {n_blocks}-block ResnetGenerator (ngf={ngf}, {norm} norm"
-            f"{', dropout' if dropout else ''}): missing keys: {_sample_keys(missing) or 'none'}; "
-            f"unexpected keys: {_sample_keys(unexpected) or 'none'}"
+            f"{', dropout' if dropout else ''}): missing keys: {describe_keys(missing) or 'none'}; "
+            f"unexpected keys: {describe_keys(unexpected) or 'none'}"
         )
     generator.load_state_dict(cleaned, strict=True)
     return generator

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from toonlab.hub import describe_keys, strip_wrapper_prefixes
 from toonlab.losses import GAN_MODES, GANLoss, VGGFeatures, load_vgg_trunk
 from toonlab.models.base import Precision, TranslationModel
 from toonlab.nn import (
@@ -871,33 +872,19 @@ class Model(StyleTranslation, TranslationModel):
 _STAT_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
 
 
-def _sample_keys(keys, limit: int = 12) -> str:
-    keys = sorted(keys)
-    shown = ", ".join(keys[:limit])
-    return shown + (f" ... ({len(keys)} in all)" if len(keys) > limit else "")
-
-
 def _indices(state: Mapping[str, torch.Tensor], pattern: str) -> list[int]:
     regex = re.compile(pattern)
     return sorted({int(m.group(1)) for m in map(regex.match, state) if m})
-
-
-def _strip_prefixes(state: Mapping[str, Any]) -> dict[str, Any]:
-    state = dict(state)
-    for prefix in ("module.", "_orig_mod."):
-        if state and all(isinstance(k, str) and k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items()}
-    return state
 
 
 def _generator_from_state(state: Mapping[str, Any], name: str) -> AdaINGen:
     """Build the :class:`AdaINGen` that one official generator state dict describes, and load it strictly."""
     if not isinstance(state, Mapping) or not state:
         raise ValueError(f"entry {name!r} is not a non-empty state dict")
-    state = _strip_prefixes(state)
+    state = strip_wrapper_prefixes(state)
     bad = [k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
-        raise ValueError(f"entry {name!r} is not a plain state dict: entries that are not tensors: {_sample_keys(map(str, bad))}")
+        raise ValueError(f"entry {name!r} is not a plain state dict: entries that are not tensors: {describe_keys(map(str, bad))}")
     if any(k.startswith("cnns.") for k in state):
         raise ValueError(
             f"entry {name!r} holds a discriminator (keys 'cnns.*'): this is a dis_*.pt file; "
@@ -905,7 +892,7 @@ def _generator_from_state(state: Mapping[str, Any], name: str) -> AdaINGen:
         )
     first = "enc_style.model.0.conv.weight"
     if first not in state or state[first].dim() != 4:
-        raise ValueError(f"entry {name!r} has no {first!r}, so it is not a MUNIT AdaINGen; keys found: {_sample_keys(state)}")
+        raise ValueError(f"entry {name!r} has no {first!r}, so it is not a MUNIT AdaINGen; keys found: {describe_keys(state)}")
     dim, input_dim = (int(v) for v in state[first].shape[:2])
     style_blocks = _indices(state, r"^enc_style\.model\.(\d+)\.conv\.weight$")
     style_downsample = len(style_blocks) - 1
@@ -919,7 +906,7 @@ def _generator_from_state(state: Mapping[str, Any], name: str) -> AdaINGen:
     if style_downsample < 0 or n_downsample < 0 or missing or len(mlp_blocks) < 2:
         raise ValueError(
             f"entry {name!r} does not have the official AdaINGen layout (missing {', '.join(missing) or 'encoder or MLP layers'}); "
-            f"keys found: {_sample_keys(state)}"
+            f"keys found: {describe_keys(state)}"
         )
     style_dim = int(state[style_out].shape[0])
     mlp_dim = int(state["mlp.model.0.fc.weight"].shape[0])
@@ -942,8 +929,8 @@ def _generator_from_state(state: Mapping[str, Any], name: str) -> AdaINGen:
     if missing_keys or unexpected_keys or wrong_shapes:
         raise ValueError(
             f"entry {name!r} does not match an AdaINGen with dim={dim}, style_dim={style_dim}, mlp_dim={mlp_dim}, "
-            f"n_downsample={n_downsample}, n_res={len(res_blocks)}: missing keys: {_sample_keys(missing_keys) or 'none'}; "
-            f"unexpected keys: {_sample_keys(unexpected_keys) or 'none'}; wrong shapes: {_sample_keys(wrong_shapes) or 'none'}"
+            f"n_downsample={n_downsample}, n_res={len(res_blocks)}: missing keys: {describe_keys(missing_keys) or 'none'}; "
+            f"unexpected keys: {describe_keys(unexpected_keys) or 'none'}; wrong shapes: {describe_keys(wrong_shapes) or 'none'}"
         )
     generator.load_state_dict(cleaned, strict=True)
     return generator
@@ -970,6 +957,6 @@ def from_official_state_dict(state: Mapping[str, Any]) -> MUNITGenerators:
     if missing:
         raise ValueError(
             f"expected a MUNIT generator file holding {{'a': gen_a.state_dict(), 'b': gen_b.state_dict()}}; "
-            f"missing {', '.join(repr(k) for k in missing)}; top-level keys found: {_sample_keys(map(str, state))}"
+            f"missing {', '.join(repr(k) for k in missing)}; top-level keys found: {describe_keys(map(str, state))}"
         )
     return MUNITGenerators(_generator_from_state(state["a"], "a"), _generator_from_state(state["b"], "b"))
