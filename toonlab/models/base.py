@@ -71,6 +71,17 @@ class Precision:
             self.scaler.load_state_dict(state["scaler"])
 
 
+@torch.no_grad()
+def eval_forward(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``net(x)`` in eval mode without gradients, restoring ``net``'s training mode afterwards."""
+    was_training = net.training
+    net.eval()
+    try:
+        return net(x)
+    finally:
+        net.train(was_training)
+
+
 class TranslationModel(nn.Module):
     """Base class of CycleGAN, CartoonGAN and MUNIT in toonlab.
 

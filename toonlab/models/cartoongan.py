@@ -32,7 +32,7 @@ from torch import nn
 from toonlab.data.edges import EdgePromotedDataset
 from toonlab.hub import describe_keys
 from toonlab.losses import GAN_MODES, VGG19_LAYERS, GANLoss, load_vgg_features
-from toonlab.models.base import Precision, TranslationModel
+from toonlab.models.base import Precision, TranslationModel, eval_forward
 from toonlab.models.cyclegan import ImagePool
 from toonlab.nn import ResnetBlock, init_weights, make_norm, set_requires_grad
 
@@ -470,12 +470,7 @@ class Model(TranslationModel):
             )
         if direction != "AtoB":
             raise ValueError(f"unknown direction {direction!r}; CartoonGAN supports only AtoB (photo -> cartoon)")
-        was_training = self.generator.training
-        self.generator.eval()
-        try:
-            return self.generator(x)
-        finally:
-            self.generator.train(was_training)
+        return eval_forward(self.generator, x)
 
     # -- checkpoint extras ---------------------------------------------------------------------------
     def extra_state(self) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from torch import nn
 
 from toonlab.hub import describe_keys, strip_wrapper_prefixes
 from toonlab.losses import GAN_MODES, GANLoss
-from toonlab.models.base import Precision, TranslationModel
+from toonlab.models.base import Precision, TranslationModel, eval_forward
 from toonlab.nn import NORMS, PADDINGS, ResnetBlock, init_weights, make_norm, set_requires_grad
 
 DIRECTIONS = ("AtoB", "BtoA")
@@ -458,13 +458,7 @@ class Model(TranslationModel):
         """``AtoB``: ``G_A(x)`` (photo -> cartoon); ``BtoA``: ``G_B(x)``. Eval mode, no gradients."""
         if direction not in DIRECTIONS:
             raise ValueError(f"unknown direction {direction!r}; choose AtoB (photo -> cartoon) or BtoA")
-        net = self.G_A if direction == "AtoB" else self.G_B
-        was_training = net.training
-        net.eval()
-        try:
-            return net(x)
-        finally:
-            net.train(was_training)
+        return eval_forward(self.G_A if direction == "AtoB" else self.G_B, x)
 
     # -- checkpoint extras ----------------------------------------------------------------------------
     def extra_state(self) -> dict[str, Any]:
