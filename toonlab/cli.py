@@ -86,6 +86,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     from toonlab.models import build_config
+    from toonlab.metrics.report import PHOTO, headline
     from toonlab.train import Trainer, make_trainer, prepare_dataset_for, read_checkpoint, sample_photos
     from toonlab.viz import comparison_rows, image_rows, loss_curves, save_figure
 
@@ -135,20 +136,36 @@ def cmd_train(args: argparse.Namespace) -> int:
     trainer.fit(steps=steps, epochs=args.epochs)
     print(f"checkpoint: {trainer.last_checkpoint}")
 
+    title = f"{args.model}: test photos -> cartoons (step {trainer.step})"
+    if args.data == "synthetic" and not args.no_eval:
+        record = evaluate_trained(trainer.model, trainer.run_dir / "metrics.json",
+                                  {"run_dir": str(trainer.run_dir), "step": trainer.step})
+        scores = record["results"][record["model"]["name"]]
+        title += "\n" + headline(scores, record["results"].get(PHOTO))
     if test_set is not None:
         photos = sample_photos(test_set, 8).to(trainer.device)
-        with torch.no_grad():
-            generated = trainer.model.translate(photos, "AtoB").float().cpu()
+        generated = trainer.model.translator("AtoB", seed=args.seed)(photos).float().cpu()
         truth = None
         if getattr(test_set, "paired", False):
             truth = torch.stack([test_set[(i, i, 0)]["B"] for i in range(len(photos))])
-        fig = image_rows(comparison_rows(photos.cpu(), generated, truth),
-                         title=f"{args.model}: test photos -> cartoons (step {trainer.step})")
+        fig = image_rows(comparison_rows(photos.cpu(), generated, truth), title=title)
         picture = save_figure(fig, trainer.run_dir / "result.png")
         print(f"picture: {picture}")
     if trainer.history:
         save_figure(loss_curves(trainer.history, smooth=10), trainer.run_dir / "losses.png")
     return 0
+
+
+def evaluate_trained(model, json_path: Path | None, extra: dict, protocol=None) -> dict:
+    """Score ``model`` beside the baselines on the synthetic protocol, print the table, write ``json_path`` (if given)."""
+    from toonlab.metrics.report import evaluate_model, format_table, write_record
+
+    record = evaluate_model(model, protocol=protocol, extra=extra)
+    print(f"evaluation ({record['protocol']['name']}; {record['machine']}):")
+    print(format_table(record["results"]))
+    if json_path is not None:
+        print(f"metrics: {write_record(record, json_path)}")
+    return record
 
 
 def default_steps(trainer) -> int:
@@ -237,6 +254,41 @@ def cmd_translate(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- eval ----------------------------------------------------------------------------------------
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from toonlab.config import pick_device
+    from toonlab.metrics.report import DISTRIBUTION_METRICS, evaluate_folder, format_table, write_record
+    from toonlab.metrics.synthetic import Protocol
+    from toonlab.train import load_trained_model, read_checkpoint, resolve_checkpoint_path
+
+    if args.n < 1:
+        raise CLIError(f"--n must be >= 1, got {args.n}")
+    device = pick_device(args.device)
+    path = resolve_checkpoint_path(args.checkpoint)
+    model = load_trained_model(path, device)
+    step = int(read_checkpoint(path).get("step", 0))
+    size = args.size or int(model.config.image_size)
+    extra = {"checkpoint": str(path), "step": step}
+    if args.data == "synthetic":
+        evaluate_trained(model, Path(args.json) if args.json else None, extra,
+                         protocol=Protocol(size=size, n=args.n, seed=args.seed))
+        return 0
+    folder = Path(args.data).expanduser()
+    if not folder.is_dir():
+        raise CLIError(f"--data must be 'synthetic' or a folder with testA and testB; {folder} is not a folder")
+    record = evaluate_folder(model.translator("AtoB", seed=args.seed), folder, size, n=args.n, device=device,
+                             name=model.kind)
+    for name, scores in record["results"].items():
+        for warning in scores.get("warnings", []):
+            print(f"note ({name}): {warning}")
+    print(f"evaluation on {folder} ({record['machine']}):")
+    print(format_table(record["results"], DISTRIBUTION_METRICS))
+    if args.json:
+        print(f"metrics: {write_record(record, args.json)}")
+    return 0
+
+
 def _munit_translate(model, x, direction, num_styles, style_image, seed):
     import torch
 
@@ -297,6 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--no-eval", action="store_true",
+                   help="skip the final evaluation (RUN_DIR/metrics.json) on the synthetic test protocol")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("translate", help="translate an image or a folder with a checkpoint",
@@ -314,6 +368,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="MUNIT: seed of the random styles")
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_translate)
+    p = sub.add_parser("eval", help="score a trained model beside the photo and classical baselines",
+                       description="Score a toonlab checkpoint (a run folder or .pt) on the fixed synthetic test "
+                                   "protocol (paired and per-problem metrics beside the baselines) or, with "
+                                   "--data FOLDER, by KID and FID of its translated testA against testB.")
+    p.add_argument("checkpoint", help="toonlab run folder or checkpoint file")
+    p.add_argument("--data", default="synthetic", help="'synthetic' (default) or a folder with testA and testB")
+    p.add_argument("--n", type=int, default=100, help="test portraits (synthetic) or at most this many photos (default 100)")
+    p.add_argument("--size", type=int, help="image size (default: the model's training size)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic test identities and of random styles")
+    p.add_argument("--json", help="also write the results to this JSON file")
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_eval)
     return parser
 
 

@@ -133,6 +133,14 @@ class TranslationModel(nn.Module):
         """Translate a batch in [-1, 1]: ``AtoB`` photo -> cartoon, ``BtoA`` cartoon -> photo."""
         raise NotImplementedError
 
+    def translator(self, direction: str = "AtoB", seed: int = 0):
+        """A function ``photos -> cartoons`` for evaluation (:mod:`toonlab.metrics`): deterministic for ``seed``.
+
+        Default: :meth:`translate` in ``direction``. Multimodal models (MUNIT) override it to draw
+        their random styles from a generator seeded once, so the same model always scores the same.
+        """
+        return lambda x: self.translate(x, direction)
+
     # -- hyper-parameters ---------------------------------------------------------------------
     @property
     def hparams(self) -> dict[str, Any]:

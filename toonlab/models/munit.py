@@ -610,6 +610,11 @@ class StyleTranslation:
             style = self.sample_styles(x.size(0), generator)
         return target.decode(content, self._style_batch(style, x.size(0)).to(content.dtype))
 
+    def translator(self, direction: str = "AtoB", seed: int = 0):
+        """Photos -> cartoons with one random style per image, drawn from a CPU generator seeded once with ``seed``."""
+        generator = torch.Generator().manual_seed(int(seed))
+        return lambda x: self.translate(x, direction, generator=generator)
+
     @torch.no_grad()
     def translate_many(self, x: torch.Tensor, num_styles: int, direction: str = "AtoB",
                        generator: torch.Generator | int | None = None) -> torch.Tensor:
