@@ -39,6 +39,8 @@ def test_click_applies_sliders_and_trains(trainer):
     assert bytes(panel.loss_image.value).startswith(b"\x89PNG")
     assert f"step {trainer.step}" in panel.status.value
     assert panel._live_update not in trainer.callbacks
+    assert panel.scores is not None and 0.0 < panel.scores["l1_person"] < 1.0  # the click moved a number
+    assert "L1 person" in panel.metrics.value and "(photo " in panel.metrics.value
     assert not panel.train_button.disabled
 
 

@@ -54,9 +54,14 @@ class TrainPanel:
     """Sliders + "Train N steps" button + live samples and loss curves for one trainer."""
 
     def __init__(self, trainer, controls: Sequence[Control] | None = None, steps_per_click: int = 20,
-                 refresh_every: int = 5, direction: str = "AtoB", max_steps_per_click: int = 500):
+                 refresh_every: int = 5, direction: str = "AtoB", max_steps_per_click: int = 500,
+                 protocol="auto"):
         self.trainer = trainer
         self.direction = direction
+        #: the test protocol scored after every click (``"auto"``: 32 synthetic portraits at the model's
+        #: size when the trainer learns from synthetic portraits; ``None``: no metrics)
+        self.protocol = _panel_protocol(trainer) if protocol == "auto" else protocol
+        self.scores: dict[str, float] | None = None
         self.refresh_every = max(1, int(refresh_every))
         hparams = trainer.hparams
         controls = list(controls) if controls is not None else [LR_CONTROL] + CONTROLS.get(trainer.model.kind, [])
@@ -96,12 +101,14 @@ class TrainPanel:
                                            icon="play")
         self.steps.observe(self._on_steps_change, names="value")
         self.status = widgets.HTML()
+        self.metrics = widgets.HTML()
         self.samples_image = widgets.Image(format="png")
         self.loss_image = widgets.Image(format="png")
         self.out = widgets.Output()
         self.train_button.on_click(self._on_click)
         self.widget = widgets.VBox([
-            widgets.HBox([widgets.VBox(list(self.sliders.values()) + [self.steps, self.train_button, self.status]),
+            widgets.HBox([widgets.VBox(list(self.sliders.values()) + [self.steps, self.train_button, self.status,
+                                                                     self.metrics]),
                           self.loss_image]),
             self.samples_image,
             self.out,
@@ -133,6 +140,7 @@ class TrainPanel:
                 finally:
                     self.trainer.callbacks.remove(self._live_update)
                 self.refresh()
+                self.update_metrics()
             finally:
                 self.train_button.disabled = False
 
@@ -156,7 +164,38 @@ class TrainPanel:
         hp = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.trainer.hparams.items())
         self.status.value = f"<b>step {self.trainer.step}</b> (epoch {self.trainer.epoch:.2f})<br><small>{hp}</small>"
 
+    def update_metrics(self) -> dict[str, float] | None:
+        """Score the current model on :attr:`protocol` and show the headline numbers beside the photo's."""
+        if self.protocol is None:
+            return None
+        from toonlab.metrics.report import PHOTO, baseline_scores, headline
+        from toonlab.metrics.synthetic import evaluate
+
+        model = self.trainer.model
+        was_training = model.training
+        model.eval()
+        try:
+            self.scores = evaluate(model.translator(self.direction, seed=self.trainer.seed), self.protocol,
+                                   device=self.trainer.device)
+        finally:
+            model.train(was_training)
+        photo = baseline_scores(self.protocol)[PHOTO]
+        self.metrics.value = (f"<small>{self.protocol.n} test portraits: "
+                              f"{headline(self.scores, photo)}</small>")
+        return self.scores
+
     def _ipython_display_(self):
         from IPython.display import display
 
         display(self.widget)
+
+
+def _panel_protocol(trainer):
+    """32 synthetic test portraits at the model's size when the trainer learns from synthetic portraits, else None."""
+    from toonlab.data.synthetic import SyntheticPortraits
+    from toonlab.metrics.synthetic import Protocol
+
+    dataset = getattr(trainer.dataset, "dataset", trainer.dataset)  # CartoonGAN wraps its data
+    if not isinstance(dataset, SyntheticPortraits):
+        return None
+    return Protocol(size=int(trainer.model.config.image_size), n=32, seed=dataset.seed)
