@@ -277,8 +277,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     folder = Path(args.data).expanduser()
     if not folder.is_dir():
         raise CLIError(f"--data must be 'synthetic' or a folder with testA and testB; {folder} is not a folder")
-    record = evaluate_folder(model.translator("AtoB", seed=args.seed), folder, size, n=args.n, device=device,
-                             name=model.kind)
+    from toonlab.metrics.distribution import InceptionWeightsUnavailable
+
+    try:
+        record = evaluate_folder(model.translator("AtoB", seed=args.seed), folder, size, n=args.n, device=device,
+                                 name=model.kind)
+    except InceptionWeightsUnavailable as err:
+        raise CLIError(str(err)) from err
     for name, scores in record["results"].items():
         for warning in scores.get("warnings", []):
             print(f"note ({name}): {warning}")
