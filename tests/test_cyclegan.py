@@ -17,6 +17,7 @@ from toonlab.models.cyclegan import (
     Model,
     NLayerDiscriminator,
     ResnetGenerator,
+    colour_anchor_loss,
     cycle_loss,
     discriminator_loss,
     identity_loss,
@@ -335,7 +336,7 @@ def test_loss_weights_scale_terms_and_hparams_apply_next_step():
     model = fast_model()
     model.train_step(batch, Precision(), 0)
     model.set_hparams(lambda_a=0.0, lambda_b=0.0, lr=1e-3)
-    assert model.hparams == {"lr": 1e-3, "lambda_a": 0.0, "lambda_b": 0.0, "lambda_identity": 0.5}
+    assert model.hparams == {"lr": 1e-3, "lambda_a": 0.0, "lambda_b": 0.0, "lambda_identity": 0.5, "lambda_colour": 0.0}
     model.set_learning_rates(1, 100)
     assert model.optimizers["G"].param_groups[0]["lr"] == pytest.approx(1e-3)
     after = model.train_step(batch, Precision(), 1)
@@ -443,3 +444,34 @@ def test_cuda_amp_step():
     precision.update()
     assert all(torch.isfinite(torch.tensor(v)) for v in losses.values())
     assert model.translate(batch["A"]).device.type == "cuda"
+
+
+def test_cpu_recipe_options_are_off_in_paper_and_do_what_they_say():
+    paper = Config.preset("paper")
+    assert (paper.warmup_steps, paper.cycle_noise, paper.lambda_colour, paper.upsample) == (0, 0.0, 0.0, "transpose")
+    batch = fixed_batch(Config.preset("fast"))
+    # warm-up: only the generators learn, towards the identity
+    model = fast_model(warmup_steps=1)
+    d_before = [p.detach().clone() for p in model.D_A.parameters()]
+    g_before = [p.detach().clone() for p in model.G_A.parameters()]
+    losses = model.train_step(batch, Precision(), 0)
+    assert losses["warmup"] > 0 and losses["G_total"] == losses["warmup"] and losses["D_A"] == 0.0
+    assert all(torch.equal(a, b) for a, b in zip(d_before, model.D_A.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(g_before, model.G_A.parameters()))
+    assert model.train_step(batch, Precision(), 1)["warmup"] == 0.0  # step 1: the adversarial phase
+    # colour anchor: zero for a translation that keeps every block's colour, the shift for a shifted one
+    x = batch["A"]
+    assert colour_anchor_loss(x, x).item() == 0.0
+    assert colour_anchor_loss(x + 0.25, x).item() == pytest.approx(0.25, rel=1e-5)
+    anchored = fast_model(lambda_colour=2.0).train_step(batch, Precision(), 0)
+    assert anchored["colour"] > 0 and fast_model().train_step(batch, Precision(), 0)["colour"] == 0.0
+    # resize-convolution: same shapes, no transposed convolution
+    resize = ResnetGenerator(ngf=8, n_blocks=1, upsample="resize")
+    assert resize(torch.zeros(1, 3, 32, 32)).shape == (1, 3, 32, 32)
+    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in resize.modules())
+    with pytest.raises(ValueError, match="upsample"):
+        Config.preset("fast", upsample="bilinear")
+    # cycle noise changes what the way back sees, so the cycle loss differs from the noiseless one
+    torch.manual_seed(0)
+    noisy = fast_model(cycle_noise=0.5).train_step(batch, Precision(), 0)
+    assert noisy["cycle_A"] != pytest.approx(fast_model().train_step(batch, Precision(), 0)["cycle_A"], rel=1e-4)

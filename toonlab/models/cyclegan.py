@@ -31,6 +31,8 @@ from toonlab.models.base import Precision, TranslationModel, eval_forward
 from toonlab.nn import NORMS, PADDINGS, ResnetBlock, init_weights, make_norm, set_requires_grad
 
 DIRECTIONS = ("AtoB", "BtoA")
+#: generator upsampling: the official transposed convolution, or nearest-neighbour resize + convolution
+UPSAMPLES = ("transpose", "resize")
 
 
 def _conv_bias(norm: str) -> bool:
@@ -71,8 +73,11 @@ class ResnetGenerator(nn.Module):
         norm: str = "instance",
         padding: str = "reflect",
         dropout: bool = False,
+        upsample: str = "transpose",
     ):
         super().__init__()
+        if upsample not in UPSAMPLES:
+            raise ValueError(f"unknown upsample {upsample!r}; choose one of {', '.join(UPSAMPLES)}")
         if n_blocks < 0 or n_downsampling < 0 or ngf < 1:
             raise ValueError(
                 f"need ngf >= 1, n_blocks >= 0 and n_downsampling >= 0 (got {ngf}, {n_blocks}, {n_downsampling})"
@@ -92,11 +97,12 @@ class ResnetGenerator(nn.Module):
         layers += [ResnetBlock(ch, norm=norm, padding=padding, dropout=dropout, bias=bias) for _ in range(n_blocks)]
         for i in range(n_downsampling):
             ch = ngf * 2 ** (n_downsampling - i)
-            layers += [
-                nn.ConvTranspose2d(ch, ch // 2, 3, stride=2, padding=1, output_padding=1, bias=bias),
-                make_norm(norm, ch // 2),
-                nn.ReLU(True),
-            ]
+            if upsample == "transpose":
+                up = nn.ConvTranspose2d(ch, ch // 2, 3, stride=2, padding=1, output_padding=1, bias=bias)
+            else:  # resize-convolution (Odena et al. 2016): no checkerboard, one module at the same index
+                up = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
+                                   nn.Conv2d(ch, ch // 2, 3, padding=1, padding_mode="reflect", bias=bias))
+            layers += [up, make_norm(norm, ch // 2), nn.ReLU(True)]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_ch, 7, padding=0), nn.Tanh()]
         self.model = nn.Sequential(*layers)
 
@@ -254,6 +260,11 @@ class Config:
     #: toonlab deviation (off in ``paper``): std of Gaussian noise added to each translation before it is
     #: translated back, so the cycle cannot be satisfied by hiding the photo in invisible speckle (Chu et al. 2017)
     cycle_noise: float = 0.0
+    #: toonlab deviation (off in ``paper``): weight of the colour anchor ``|low(G_A(A)) - low(A)| + |low(G_B(B)) - low(B)|``,
+    #: ``low`` = 4x4 average pooling: a translation keeps each region's colour, the discriminator decides the detail
+    lambda_colour: float = 0.0
+    #: generator upsampling (``transpose`` in ``paper``, as official); ``resize`` avoids checkerboard speckle
+    upsample: str = "transpose"
 
     #: preset name -> overrides of the official defaults
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
@@ -278,6 +289,8 @@ class Config:
             raise ValueError(f"norm {self.norm!r} is not usable in CycleGAN; choose instance, instance_affine, batch or none")
         if self.padding not in PADDINGS:
             raise ValueError(f"unknown padding {self.padding!r}; choose one of {', '.join(PADDINGS)}")
+        if self.upsample not in UPSAMPLES:
+            raise ValueError(f"unknown upsample {self.upsample!r}; choose one of {', '.join(UPSAMPLES)}")
         if self.gan_mode not in GAN_MODES:
             raise ValueError(f"unknown gan_mode {self.gan_mode!r}; choose one of {', '.join(GAN_MODES)}")
         if self.init_type not in ("normal", "kaiming", "xavier"):
@@ -291,7 +304,7 @@ class Config:
         for name in ("n_blocks", "n_downsampling", "pool_size", "n_epochs", "n_epochs_decay", "schedule_epoch_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("lambda_a", "lambda_b", "lambda_identity", "lr", "warmup_steps", "cycle_noise"):
+        for name in ("lambda_a", "lambda_b", "lambda_identity", "lr", "warmup_steps", "cycle_noise", "lambda_colour"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
@@ -338,6 +351,17 @@ def identity_loss(same: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
     return F.l1_loss(same.float(), original.float())
 
 
+def colour_anchor_loss(translated: torch.Tensor, source: torch.Tensor, window: int = 4) -> torch.Tensor:
+    """toonlab's colour anchor (not in the paper): ``mean |avgpool(G(x)) - avgpool(x)|`` over ``window`` px blocks.
+
+    Why: the founding report's "strange colours" — CycleGAN repaints skin or hair in another hue,
+    which the cycle loss cannot forbid (the way back can undo any consistent recolouring). A cartoon
+    keeps each region's colour; only detail, texture and outlines change, and those live below the
+    pooling window, where the discriminator alone decides.
+    """
+    return F.l1_loss(F.avg_pool2d(translated.float(), window), F.avg_pool2d(source.float(), window))
+
+
 def discriminator_loss(
     criterion: GANLoss, discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor
 ) -> torch.Tensor:
@@ -360,10 +384,10 @@ class Model(TranslationModel):
     """
 
     kind: ClassVar[str] = "cyclegan"
-    hparam_names: ClassVar[tuple[str, ...]] = ("lr", "lambda_a", "lambda_b", "lambda_identity")
+    hparam_names: ClassVar[tuple[str, ...]] = ("lr", "lambda_a", "lambda_b", "lambda_identity", "lambda_colour")
     #: the keys of :meth:`train_step`'s result, in this order
     loss_names: ClassVar[tuple[str, ...]] = (
-        "G_adv_A", "G_adv_B", "cycle_A", "cycle_B", "idt_A", "idt_B", "G_total", "D_A", "D_B", "warmup",
+        "G_adv_A", "G_adv_B", "cycle_A", "cycle_B", "idt_A", "idt_B", "colour", "G_total", "D_A", "D_B", "warmup",
     )
 
     def __init__(self, config: Config):
@@ -392,7 +416,7 @@ class Model(TranslationModel):
 
     def _make_generator(self) -> ResnetGenerator:
         c = self.config
-        return ResnetGenerator(3, 3, c.ngf, c.n_blocks, c.n_downsampling, c.norm, c.padding, c.dropout)
+        return ResnetGenerator(3, 3, c.ngf, c.n_blocks, c.n_downsampling, c.norm, c.padding, c.dropout, c.upsample)
 
     # -- schedule ---------------------------------------------------------------------------------
     def lr_factor(self, step: int, steps_per_epoch: int) -> float:
@@ -450,6 +474,10 @@ class Model(TranslationModel):
             loss_G = loss_adv_A + loss_adv_B + loss_cycle_A + loss_cycle_B
             if loss_idt_A is not None:
                 loss_G = loss_G + loss_idt_A + loss_idt_B
+            loss_colour = None
+            if c.lambda_colour > 0:
+                loss_colour = (colour_anchor_loss(fake_B, real_A) + colour_anchor_loss(fake_A, real_B)) * c.lambda_colour
+                loss_G = loss_G + loss_colour
         precision.step(loss_G, self.optimizers["G"])
         set_requires_grad(discriminators, True)
 
@@ -458,7 +486,8 @@ class Model(TranslationModel):
             loss_D_B = discriminator_loss(self.criterion_gan, self.D_B, real_A, self.pool_A.query(fake_A))
         precision.step(loss_D_A + loss_D_B, self.optimizers["D"])
 
-        values = (loss_adv_A, loss_adv_B, loss_cycle_A, loss_cycle_B, loss_idt_A, loss_idt_B, loss_G, loss_D_A, loss_D_B)
+        values = (loss_adv_A, loss_adv_B, loss_cycle_A, loss_cycle_B, loss_idt_A, loss_idt_B, loss_colour, loss_G,
+                  loss_D_A, loss_D_B)
         losses = {name: (0.0 if v is None else float(v.detach())) for name, v in zip(self.loss_names, values)}
         losses["warmup"] = 0.0
         return losses
