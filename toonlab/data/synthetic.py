@@ -12,6 +12,11 @@ in the three ways the founding report says a photo and a cartoon differ:
 3. shape: the cartoon's eyes are 1.6x wider and 2.2x taller (:data:`CARTOON_EYE_SCALE`), its nose and
    mouth are reduced to lines, its chin is more pointed.
 
+Every colour of the cartoon is a fixed one (outlines, eye whites, the inside of the mouth) or derived
+from a colour the photo shows, through :func:`_cartoon_colour`: skin, hair, clothes, eyes, brows, and
+the background, which is the photo's background flattened (:func:`_flat_background`). So the true
+cartoon is a function of the photo, and a perfect translator would score 0 against it.
+
 :class:`SyntheticPortraits` serves them as an unpaired dataset (train: photos and cartoons of
 independent identities, as in the papers; test: each photo with its true cartoon, so results can be
 scored against ground truth), and :func:`export_dataset` writes them as the usual
@@ -550,26 +555,34 @@ def _texture_offsets(desc: FaceDescription, size: int, rng: np.random.Generator 
 
 
 @functools.lru_cache(maxsize=4)
-def _background_grid(low: int) -> tuple[np.ndarray, np.ndarray]:
+def _background_grid(low: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """x (1, low) and y (low, 1) over [-0.5, 0.5], and the lens vignette (low, low, 1)."""
     grid = np.linspace(-0.5, 0.5, low, dtype=np.float32)
-    return grid[None, :], grid[:, None]
+    gx, gy = grid[None, :], grid[:, None]
+    vignette = (1.0 - 0.18 * (gx * gx + gy * gy))[..., None]
+    for shared in (gx, gy, vignette):  # cached: read-only
+        shared.flags.writeable = False
+    return gx, gy, vignette
 
 
-def _photo_background(desc: FaceDescription, size: int, grain: np.ndarray) -> np.ndarray:
-    """Gradient, studio spot, blurred scene with bokeh, or a plaster wall, drawn small and enlarged.
+def _background_field(desc: FaceDescription, grain: np.ndarray) -> np.ndarray:
+    """The photo's background as drawn, before enlarging: float32 (low, low, 3), low = 32 for bokeh, else 16.
 
-    ``grain`` (at least 32 x 32 x 3, uniform in [-0.5, 0.5)) supplies the randomness.
+    Gradient, studio spot, blurred scene with bokeh, or a plaster wall. ``grain`` (at least 32 x 32 x 3,
+    uniform in [-0.5, 0.5)) supplies the randomness; only its top-left 32 x 32 corner is read.
     """
     low = 32 if desc.background_kind == "bokeh" else 16
     c1, c2 = (np.array(c, np.float32) for c in desc.background_colours)
-    gx, gy = _background_grid(low)
+    gx, gy, vignette = _background_grid(low)
     lx, ly, _ = desc.light_direction
     kind = desc.background_kind
     if kind == "gradient":
-        ramp = np.clip(0.5 + 0.6 * (gx * lx - gy * (1 - abs(lx))), 0, 1)
+        ramp = 0.5 + 0.6 * (gx * lx - gy * (1 - abs(lx)))
+        np.minimum(np.maximum(ramp, 0.0, out=ramp), 1.0, out=ramp)  # np.clip, without its overhead
         image = c2 + ramp[..., None] * (c1 - c2)
     elif kind == "studio":
-        spot = np.clip(((gx + 0.25 * lx) ** 2 + (gy + 0.1) ** 2) * 2.2, 0, 1)
+        spot = ((gx + 0.25 * lx) ** 2 + (gy + 0.1) ** 2) * 2.2
+        np.minimum(np.maximum(spot, 0.0, out=spot), 1.0, out=spot)
         image = c1 + spot[..., None] * (c2 - c1)
     elif kind == "bokeh":  # a blurred scene of colour patches with soft bright discs
         cells = c1 + (grain[:4, :4, 1:2] + 0.5) * (c2 - c1) + 0.1 * grain[4:8, :4]
@@ -580,8 +593,59 @@ def _photo_background(desc: FaceDescription, size: int, grain: np.ndarray) -> np
         image += cv2.GaussianBlur(spots, (0, 0), 0.7)[..., None] * (1.0 - image)
     else:  # wall: coarse plaster grain and light fall-off
         image = c1 * (1.0 + 0.25 * (gx * lx + gy * ly) + 0.12 * grain[:low, :low, 1])[..., None]
-    image *= (1.0 - 0.18 * (gx * gx + gy * gy))[..., None]  # lens vignette
-    return cv2.resize(image.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
+    image *= vignette  # lens vignette
+    return image
+
+
+def _photo_background(desc: FaceDescription, size: int, grain: np.ndarray) -> np.ndarray:
+    """The photo's background (:func:`_background_field`) enlarged to (size, size, 3) float32."""
+    field = _background_field(desc, grain).astype(np.float32)
+    return cv2.resize(field, (size, size), interpolation=cv2.INTER_LINEAR)
+
+
+@functools.lru_cache(maxsize=8)
+def _blank(side: int) -> np.ndarray:
+    """(side, side) uint8 of 255, to copy (faster than np.full for small masks)."""
+    return np.full((side, side), 255, np.uint8)
+
+
+#: Polygon groups of the cartoon whose union is the person (the background shows everywhere else), in
+#: sets of groups that never overlap, so each set can be filled in one call (OpenCV fills overlaps
+#: even-odd): the head (|y| <= 1 in head units) ends above the clothes (y >= 1.25), and the neck
+#: (|x| <= 0.43) lies between the ears (|x| >= 0.59).
+_SILHOUETTE = (("face", "clothes"), ("neck", "ears"), ("hair_back",), ("hair_front",))
+
+
+def _flat_background(desc: FaceDescription, size: int, parts: dict[str, list[np.ndarray]]) -> tuple[float, ...]:
+    """The photo's background flattened: the mean colour (0..1 RGB) of its field where the background shows.
+
+    The photo's own background field (:func:`_background_field`, with the grain window
+    :func:`render_photo` reads for ``desc`` and ``size`` when it is given no ``rng``) at the 16 or 32 px
+    it is drawn at, averaged over the pixels the person leaves uncovered (``parts``: the cartoon's
+    polygons; their silhouette is within a pixel or so of the photo's). The cartoon paints its
+    background in this colour through :func:`_cartoon_colour`, so, like every cartoon colour, it is a
+    function of what the photo shows. (The photo clips each pixel to 0..1; here only the mean is
+    clipped: about 1 field in 100 has pixels outside, and that moves its mean by under 0.3 grey levels.)
+    """
+    _, grain_tile = _noise_tiles()
+    oy, ox = _texture_offsets(desc, size, None)
+    field = _background_field(desc, grain_tile[oy:oy + 32, ox:ox + 32])
+    low = field.shape[0]
+    # The person at the field's resolution: each of its pixels covers 2**extra of the image's (the same
+    # fixed-point polygons with a larger shift draw it, offset so that pixel centres line up).
+    extra = max(0, (size // low).bit_length() - 1)
+    side = -(-size >> extra)
+    shows = _blank(side).copy()
+    offset = (-(_ONE // 2) * ((1 << extra) - 1),) * 2
+    for names in _SILHOUETTE:
+        polygons = [p for name in names for p in parts.get(name, ())]
+        if polygons:
+            cv2.fillPoly(shows, polygons, 0, cv2.LINE_8, _SHIFT + extra, offset)
+    if side != low:  # sizes that are not a power of two times the field's
+        field = cv2.resize(field, (side, side), interpolation=cv2.INTER_LINEAR)
+    if not (shows[0, 0] or shows.any()):  # the person covers everything (it never does): the whole field
+        shows = None
+    return tuple(min(1.0, max(0.0, v)) for v in cv2.mean(field, shows)[:3])
 
 
 def _coverage(size: int, groups, blur: float = 0.0):
@@ -759,15 +823,18 @@ def render_cartoon(desc: FaceDescription, size: int) -> np.ndarray:
 
     Shape is stylised: eyes :data:`CARTOON_EYE_SCALE` times the photo's, a line for nose and mouth,
     a pointier chin. The face has two tones (lit and cel shadow); there is no texture and no noise.
+    The flat background is the mean colour of the background of ``render_photo(desc, size)`` (the
+    photo drawn without an explicit ``rng``), so the cartoon is that photo's ground truth.
     """
     size = check_size(size)
     lay = _Layout(desc, size, "cartoon")
     parts, line, aa = lay.parts, lay.line, cv2.LINE_AA
     canvas = np.empty((size, size, 3), np.uint8)
-    canvas[:] = np.rint(_scaled(_cartoon_colour(desc.background_colours[0])))
+    canvas[:] = np.rint(_scaled(_cartoon_colour(_flat_background(desc, size, parts))))
     skin = _scaled(_cartoon_colour(desc.skin_tone))
     shadow = (skin[0] * 0.84, skin[1] * 0.76, skin[2] * 0.8)
-    hair = _scaled(_cartoon_colour(desc.hair_colour))
+    hair_colour = _cartoon_colour(desc.hair_colour)
+    hair = _scaled(hair_colour)
 
     def part(name, colour):
         if name in parts:
@@ -793,7 +860,10 @@ def render_cartoon(desc: FaceDescription, size: int) -> np.ndarray:
 
     if desc.blush > 0.6:
         cv2.fillPoly(canvas, parts["cheeks"], _scaled((0.96, 0.6, 0.62)), aa, _SHIFT)
-    cv2.fillPoly(canvas, parts["brows"], _scaled(_cartoon_colour(desc.hair_colour), 0.55), aa, _SHIFT)
+    # The brows in the colour the photo gives them: the hair's, or a dark skin tone on a bald head.
+    bald = desc.hair_style == "bald"
+    brows = _scaled(_cartoon_colour(desc.skin_tone), 0.35) if bald else _scaled(hair_colour, 0.55)
+    cv2.fillPoly(canvas, parts["brows"], brows, aa, _SHIFT)
     cv2.polylines(canvas, parts["nose"], False, _OUTLINE, line, aa, _SHIFT)
     if lay.mouth_open:
         cv2.fillPoly(canvas, parts["cavity"], _scaled((0.45, 0.1, 0.13)), aa, _SHIFT)
