@@ -59,8 +59,8 @@ def targets_met(scores: dict, photo: dict) -> dict[str, bool]:
     }
 
 
-def run_variant(kind: str, preset: str, overrides: dict, steps: int, eval_every: int, protocol: Protocol,
-                photo: dict, seed: int) -> dict:
+def run_variant(kind: str, preset: str, name: str, overrides: dict, steps: int, eval_every: int, protocol: Protocol,
+                photo: dict, seed: int, pictures: Path | None = None) -> dict:
     config = build_config(kind, preset, **overrides)
     trainer = make_trainer(kind, config=config, seed=seed, progress=False)
     curve, seconds, first_l1 = [], 0.0, None
@@ -76,6 +76,16 @@ def run_variant(kind: str, preset: str, overrides: dict, steps: int, eval_every:
               f"texture {scores['texture']:.2f}  spread {scores['colour_spread']:.2f}  strange {scores['strange_colours']:.3f}  "
               f"eyes {scores['eye_size']:.2f}", flush=True)
     final = curve[-1]
+    if pictures is not None:
+        from toonlab import viz
+        from toonlab.metrics.synthetic import ground_truth, translate_all
+
+        truth = ground_truth(protocol)
+        photos = truth.photo_batch()[:8]
+        rows = {"photo": photos, "generated": translate_all(trainer.model.translator("AtoB", seed=seed), photos),
+                "true cartoon": torch.from_numpy(truth.cartoons[:8]).permute(0, 3, 1, 2).float() / 127.5 - 1}
+        viz.save_figure(viz.image_rows(rows, title=f"{kind} {preset} {name}, step {trainer.step}"),
+                        Path(pictures) / f"{kind}_{preset}_{name}.png")
     return {"overrides": overrides, "config": trainer.model.config_dict(), "curve": curve, "final": final,
             "targets_met": targets_met(final, photo), "time_to_l1_target": first_l1}
 
@@ -90,6 +100,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave the default)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--pictures", type=Path, default=None, help="write each variant's final test picture here")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -106,8 +117,8 @@ def main(argv=None) -> int:
     for text in args.variant or ["reference"]:
         name, overrides = parse_variant(text)
         print(f"{args.model} {args.preset} variant {name}: {overrides}", flush=True)
-        record["variants"][name] = run_variant(args.model, args.preset, overrides, args.steps, args.eval_every,
-                                               protocol, photo, args.seed)
+        record["variants"][name] = run_variant(args.model, args.preset, name, overrides, args.steps, args.eval_every,
+                                               protocol, photo, args.seed, args.pictures)
         write_record(record, out)  # after every variant, so a long sweep loses nothing
     print(f"wrote {out}")
     return 0

@@ -475,3 +475,17 @@ def test_cpu_recipe_options_are_off_in_paper_and_do_what_they_say():
     torch.manual_seed(0)
     noisy = fast_model(cycle_noise=0.5).train_step(batch, Precision(), 0)
     assert noisy["cycle_A"] != pytest.approx(fast_model().train_step(batch, Precision(), 0)["cycle_A"], rel=1e-4)
+
+
+def test_input_skip_generator_starts_near_the_photo():
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 32, 32) * 1.6 - 0.8
+    model = fast_model(input_skip=True)
+    out = model.G_A(x)
+    assert out.shape == x.shape and (out - x).abs().mean() < 0.1  # freshly initialised: nearly the identity
+    plain = fast_model()
+    assert (plain.G_A(x) - x).abs().mean() > 0.3  # the official generator starts far from it
+    torch.nn.init.zeros_(model.G_A.model[-2].weight)
+    torch.nn.init.zeros_(model.G_A.model[-2].bias)
+    assert torch.allclose(model.G_A(x), x, atol=1e-5)  # a zero change returns the input
+    assert Config.preset("paper").input_skip is False

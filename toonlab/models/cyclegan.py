@@ -74,6 +74,7 @@ class ResnetGenerator(nn.Module):
         padding: str = "reflect",
         dropout: bool = False,
         upsample: str = "transpose",
+        input_skip: bool = False,
     ):
         super().__init__()
         if upsample not in UPSAMPLES:
@@ -105,6 +106,8 @@ class ResnetGenerator(nn.Module):
             layers += [up, make_norm(norm, ch // 2), nn.ReLU(True)]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_ch, 7, padding=0), nn.Tanh()]
         self.model = nn.Sequential(*layers)
+        #: toonlab deviation (off as official): the network predicts a change of its input, see :meth:`forward`
+        self.input_skip = bool(input_skip) and in_ch == out_ch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         multiple = 2**self.n_downsampling
@@ -115,7 +118,12 @@ class ResnetGenerator(nn.Module):
                 f"image height and width must be multiples of {multiple} (2**n_downsampling), got "
                 f"{x.size(2)}x{x.size(3)}; resize or crop the images (the official test code rounds to multiples of 4)"
             )
-        return self.model(x)
+        if not self.input_skip:
+            return self.model(x)
+        # tanh(atanh(x) + f(x)): the layers before the final tanh predict a change of the input in
+        # pre-tanh space; freshly initialised (weights N(0, 0.02)) that change is small: the photo, nearly
+        change = self.model[:-1](x)
+        return torch.tanh(torch.atanh(x.clamp(-0.999, 0.999)) + change)
 
 
 class NLayerDiscriminator(nn.Module):
@@ -263,6 +271,9 @@ class Config:
     #: toonlab deviation (off in ``paper``): weight of the colour anchor ``|low(G_A(A)) - low(A)| + |low(G_B(B)) - low(B)|``,
     #: ``low`` = 4x4 average pooling: a translation keeps each region's colour, the discriminator decides the detail
     lambda_colour: float = 0.0
+    #: toonlab deviation (off in ``paper``): each generator predicts a change of its input
+    #: (``tanh(atanh(x) + f(x))``), so training starts from (nearly) the photo, not from noise
+    input_skip: bool = False
     #: generator upsampling (``transpose`` in ``paper``, as official); ``resize`` avoids checkerboard speckle
     upsample: str = "transpose"
 
@@ -416,7 +427,8 @@ class Model(TranslationModel):
 
     def _make_generator(self) -> ResnetGenerator:
         c = self.config
-        return ResnetGenerator(3, 3, c.ngf, c.n_blocks, c.n_downsampling, c.norm, c.padding, c.dropout, c.upsample)
+        return ResnetGenerator(3, 3, c.ngf, c.n_blocks, c.n_downsampling, c.norm, c.padding, c.dropout, c.upsample,
+                               c.input_skip)
 
     # -- schedule ---------------------------------------------------------------------------------
     def lr_factor(self, step: int, steps_per_epoch: int) -> float:
