@@ -482,9 +482,9 @@ def test_input_skip_generator_starts_near_the_photo():
     x = torch.rand(2, 3, 32, 32) * 1.6 - 0.8
     model = fast_model(input_skip=True)
     out = model.G_A(x)
-    assert out.shape == x.shape and (out - x).abs().mean() < 0.1  # freshly initialised: nearly the identity
     plain = fast_model()
-    assert (plain.G_A(x) - x).abs().mean() > 0.3  # the official generator starts far from it
+    # freshly initialised, it starts much nearer the photo than the official generator (which starts near grey)
+    assert out.shape == x.shape and (out - x).abs().mean() < 0.5 * (plain.G_A(x) - x).abs().mean()
     torch.nn.init.zeros_(model.G_A.model[-2].weight)
     torch.nn.init.zeros_(model.G_A.model[-2].bias)
     assert torch.allclose(model.G_A(x), x, atol=1e-5)  # a zero change returns the input
