@@ -59,20 +59,40 @@ def vgg19_weights_path() -> Path | None:
     return Path(value).expanduser() if value else None
 
 
+class DeviceError(ValueError, RuntimeError):
+    """An unknown or unavailable device was asked for (a ValueError and, as before, a RuntimeError)."""
+
+
 def pick_device(device: str | torch.device | None = None) -> torch.device:
     """The device to train on: the argument, else ``$TOONLAB_DEVICE``, else CUDA when present, else CPU.
 
-    Asking for CUDA on a machine without it raises a clear error instead of failing later.
+    An unknown device name, or CUDA (or a GPU index) this machine does not have, raises a
+    :class:`DeviceError` that says what to use instead, rather than failing later.
     """
     choice = device if device not in (None, "", "auto") else os.environ.get(DEVICE_ENV) or None
     if choice in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(choice)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(
-            f"device {str(dev)!r} was requested but this PyTorch build sees no CUDA GPU; "
-            "use --device cpu (or unset TOONLAB_DEVICE), or install a CUDA build of PyTorch"
-        )
+    source = "" if device not in (None, "", "auto") else f" (from ${DEVICE_ENV})"
+    try:
+        dev = torch.device(choice)
+    except (RuntimeError, TypeError, ValueError):
+        raise DeviceError(
+            f"unknown device {str(choice)!r}{source}; use cpu, cuda, cuda:1 ... (or leave it out: CUDA when present, else CPU)"
+        ) from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(
+                f"device {str(dev)!r} was requested{source} but this PyTorch build sees no CUDA GPU; "
+                "use --device cpu (or unset TOONLAB_DEVICE), or install a CUDA build of PyTorch"
+            )
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise DeviceError(
+                f"device {str(dev)!r} was requested{source} but this machine has {count} CUDA GPU(s) "
+                f"(cuda:0 ... cuda:{count - 1})"
+            )
+    elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise DeviceError(f"device 'mps' was requested{source} but this machine has no usable Apple GPU; use --device cpu")
     return dev
 
 
@@ -101,4 +121,61 @@ def config_from_preset(cls, name: str, overrides: dict, model_name: str):
         raise ValueError(
             f"unknown {model_name} config field(s) {', '.join(unknown)}; valid fields: {', '.join(sorted(fields))}"
         )
+    overrides = {key: coerce_field(cls, key, value, model_name) for key, value in overrides.items()}
     return cls(**{**cls.PRESETS[name], **overrides})
+
+
+def _field_types(cls, name: str) -> set[str] | None:
+    """The simple types a config field allows (``{"int", "None"}`` for ``int | None``), or None when not simple."""
+    import dataclasses
+
+    for field in dataclasses.fields(cls):
+        if field.name == name:
+            text = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", str(field.type))
+            text = text.replace("Optional[", "").replace("]", " | None") if text.startswith("Optional[") else text
+            kinds = {part.strip() for part in text.split("|")}
+            return kinds if kinds <= {"int", "float", "str", "bool", "None"} else None
+    return None
+
+
+def coerce_field(cls, name: str, value, model_name: str = "model"):
+    """``value`` checked (and converted) for the config field ``name`` of the dataclass ``cls``.
+
+    Numbers must be numbers and finite (a ``nan`` learning rate or loss weight is refused), integers
+    whole, booleans booleans; a string holding a number (``"2e-4"``) is accepted for a number field.
+    Raises a ValueError naming the field. Fields of other types pass unchanged.
+    """
+    import math
+    import numbers
+
+    kinds = _field_types(cls, name)
+    if kinds is None:
+        return value
+    if value is None:
+        if "None" in kinds:
+            return None
+        raise ValueError(f"{model_name} config field {name} cannot be None")
+    if "bool" in kinds:
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"{model_name} config field {name} must be True or False, got {value!r}")
+    numeric = kinds & {"int", "float"}
+    if numeric and isinstance(value, str) and "str" not in kinds:
+        try:
+            value = float(value) if "float" in kinds or not value.strip().lstrip("+-").isdigit() else int(value)
+        except ValueError:
+            what = "a number" if "float" in kinds else "a whole number"
+            raise ValueError(f"{model_name} config field {name} must be {what}, got {value!r}") from None
+    if numeric and isinstance(value, numbers.Real) and not isinstance(value, bool):
+        if not math.isfinite(float(value)):
+            raise ValueError(f"{model_name} config field {name} must be a finite number, got {value!r}")
+        if "float" in kinds:
+            return float(value) if not isinstance(value, int) or "int" not in kinds else value
+        if float(value).is_integer():
+            return int(value)
+        raise ValueError(f"{model_name} config field {name} must be a whole number, got {value!r}")
+    if "str" in kinds and isinstance(value, str):
+        return value
+    wanted = " or ".join(sorted({"int": "a whole number", "float": "a number", "str": "a string",
+                                 "None": "None"}[k] for k in kinds))
+    raise ValueError(f"{model_name} config field {name} must be {wanted}, got {value!r}")

@@ -51,6 +51,11 @@ def read_state_file(path: str | Path) -> Any:
     path = Path(path).expanduser()
     if not path.is_file():
         raise CheckpointError(f"checkpoint file {path} does not exist")
+    if path.stat().st_size == 0:
+        raise CheckpointError(
+            f"checkpoint file {path} is empty (0 bytes): its copy or download was cut short; "
+            "copy it again, or use another checkpoint"
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:

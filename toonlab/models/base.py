@@ -148,7 +148,14 @@ class TranslationModel(nn.Module):
         return {name: getattr(self.config, name) for name in self.hparam_names}
 
     def set_hparams(self, **values: Any) -> None:
-        """Change tunable hyper-parameters; unknown names raise a ValueError listing the valid ones."""
+        """Change tunable hyper-parameters; unknown names raise a ValueError listing the valid ones.
+
+        Values are checked first (numbers finite, then the config's own ``validate``: no negative
+        learning rate or loss weight); on any error nothing is changed.
+        """
+        from toonlab.config import coerce_field
+
+        checked = {}
         for name, value in values.items():
             if name not in self.hparam_names:
                 raise ValueError(
@@ -156,7 +163,21 @@ class TranslationModel(nn.Module):
                     f"choose from {', '.join(self.hparam_names)}"
                 )
             current = getattr(self.config, name)
-            setattr(self.config, name, type(current)(value) if current is not None else value)
+            if dataclasses.is_dataclass(self.config):  # by the field's declared type
+                checked[name] = coerce_field(type(self.config), name, value, self.kind)
+            else:
+                checked[name] = type(current)(value) if current is not None and value is not None else value
+        previous = {name: getattr(self.config, name) for name in checked}
+        for name, value in checked.items():
+            setattr(self.config, name, value)
+        validate = getattr(self.config, "validate", None)
+        if callable(validate):
+            try:
+                validate()
+            except (ValueError, TypeError) as err:
+                for name, value in previous.items():
+                    setattr(self.config, name, value)
+                raise ValueError(f"{self.kind} hyper-parameter refused: {err}") from None
 
     # -- checkpoint extras --------------------------------------------------------------------
     def extra_state(self) -> dict[str, Any]:
