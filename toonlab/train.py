@@ -8,10 +8,14 @@
   run sees exactly the batches an uninterrupted run would;
 * a fixed batch of test photos for progress grids, a loss history, tqdm progress bars;
 * checkpoints written atomically (temporary file, then rename) every ``checkpoint_every`` steps, at
-  the end of :meth:`Trainer.fit` and when training is interrupted (Ctrl-C / kernel interrupt), holding
-  models, optimisers, loss scaler, image pools, random states, step and history — loaded with
-  ``weights_only=True``; the run's config is saved beside them as ``config.json``;
-* a NaN or infinite loss stops training with a clear message and keeps the last good checkpoint.
+  the end of :meth:`Trainer.fit` and when training is interrupted (Ctrl-C, a kernel interrupt or
+  SIGTERM from ``kill``, ``docker stop``, systemd or Slurm: the step in progress is finished first),
+  holding models, optimisers, loss scaler, image pools, random states, step and history — loaded
+  with ``weights_only=True``; the run's config is saved beside them as ``config.json``;
+* a NaN, infinite or absurd (> ``Trainer.max_loss``) loss stops training with a clear message that
+  names the last good checkpoint and its step: the weights are checked before every checkpoint
+  write, and a periodic checkpoint is written only once the next step's losses show its weights
+  are good, so a good checkpoint is never replaced by a diverged one.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import inspect
 import json
 import math
 import random
+import shlex
 import signal
 import threading
 import time
@@ -45,11 +50,55 @@ LATEST = "latest.pt"
 
 
 class TrainingDiverged(RuntimeError):
-    """A loss became NaN or infinite; the last good checkpoint is kept."""
+    """A loss or a weight became NaN or infinite; the last good checkpoint is kept (and named)."""
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Training was interrupted; a checkpoint of the last finished step was written (if a run dir is set)."""
+    """Training was interrupted; a checkpoint of the last finished step was written (if a run dir is set).
+
+    ``signal`` is the signal that stopped it (``signal.SIGINT`` for Ctrl-C, ``signal.SIGTERM`` ...).
+    """
+
+    def __init__(self, message: str = "", signum: int = signal.SIGINT):
+        super().__init__(message)
+        self.signal = int(signum)
+
+
+#: signals that mean "stop after this step" during :meth:`Trainer.fit`
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM") if hasattr(signal, name))
+
+
+# --- finite weights ----------------------------------------------------------------------------
+
+def all_finite(tensors: Iterable[torch.Tensor]) -> bool:
+    """True when every floating-point tensor holds only finite values (no NaN, no inf).
+
+    Cheap: one fused norm per device (``torch._foreach_norm``) and one host sync; only when a norm is
+    not finite (NaN/inf weights, or huge finite ones whose norm overflows) are the tensors checked
+    element by element.
+    """
+    groups: dict[torch.device, list[torch.Tensor]] = {}
+    for t in tensors:
+        if isinstance(t, torch.Tensor) and (t.is_floating_point() or t.is_complex()) and t.numel():
+            groups.setdefault(t.device, []).append(t.detach())
+    for group in groups.values():
+        try:
+            norms = torch._foreach_norm(group)
+            fine = bool(torch.stack([n.float() for n in norms]).isfinite().all())
+        except (AttributeError, RuntimeError, TypeError):
+            fine = False
+        if not fine and not all(bool(t.isfinite().all()) for t in group):
+            return False
+    return True
+
+
+def non_finite_names(state: dict[str, Any], limit: int = 5) -> list[str]:
+    """Names of the tensors of a state dict that hold NaN or infinite values (at most ``limit``)."""
+    if all_finite(v for v in state.values() if isinstance(v, torch.Tensor)):
+        return []
+    bad = [k for k, v in state.items() if isinstance(v, torch.Tensor) and (v.is_floating_point() or v.is_complex())
+           and not bool(v.isfinite().all())]
+    return bad[:limit] + ([f"... ({len(bad)} in all)"] if len(bad) > limit else [])
 
 
 # --- random state ------------------------------------------------------------------------------
@@ -159,7 +208,20 @@ def load_trained_model(path: str | Path, device: str | torch.device | None = Non
     return model.to(pick_device(device)).eval()
 
 
+def check_checkpoint_weights(state: dict[str, Any], path: str | Path) -> None:
+    """Raise a :class:`CheckpointError` when the model weights of a checkpoint are NaN or infinite."""
+    weights = state.get("model")
+    bad = non_finite_names(weights) if isinstance(weights, dict) else []
+    if bad:
+        raise CheckpointError(
+            f"{path} holds NaN or infinite weights ({', '.join(bad)}): training had diverged before it "
+            "was saved, and its outputs would be black or noise. Use an earlier checkpoint "
+            "(step_XXXXXXXX.pt with --keep-checkpoints) or train again with a lower learning rate"
+        )
+
+
 def _load_model_weights(model: TranslationModel, state: dict[str, Any], path: Path) -> None:
+    check_checkpoint_weights(state, path)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as err:
@@ -173,6 +235,12 @@ StepCallback = Callable[["Trainer", dict[str, float]], None]
 
 class Trainer:
     """Train any :class:`~toonlab.models.base.TranslationModel` on an unpaired dataset.
+
+    A loss that is NaN, infinite or above :attr:`max_loss` stops training with
+    :class:`TrainingDiverged`. A checkpoint taken every ``checkpoint_every`` steps is written only
+    once the next step's losses show that its weights are good (they are held on the CPU until
+    then); every checkpoint write checks that the weights are finite, so a good checkpoint is never
+    replaced by a diverged one, and the error names the step and file that were kept.
 
     Args:
         model: the model (its config gives the batch size).
@@ -189,6 +257,10 @@ class Trainer:
         num_workers: data loader worker processes.
         progress: show a tqdm progress bar.
     """
+
+    #: a loss term above this (in absolute value) counts as diverged, like NaN; None: only NaN/inf.
+    #: The losses of toonlab's models stay far below it (images in [-1, 1], loss weights of at most 1e3)
+    max_loss: float | None = 1e8
 
     def __init__(
         self,
@@ -228,9 +300,17 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         self.callbacks: list[StepCallback] = []
         self.last_checkpoint: Path | None = None
+        #: the step held by :attr:`last_checkpoint`
+        self.last_checkpoint_step: int | None = None
+        #: the shell command printed to continue this run (default: ``toonlab train KIND --resume RUN_DIR``)
+        self.resume_command: str | None = None
         self._batches = None
         self._batches_step = -1
         self._stop_requested = False
+        self._stop_signal: int | None = None
+        self._in_step = False
+        #: the checkpoint of the last checkpoint step, written once the next step's losses are finite
+        self._pending: dict[str, Any] | None = None
         if self.run_dir is not None:
             self.save_config()
 
@@ -285,73 +365,139 @@ class Trainer:
             with self._interrupt_guard():
                 while self.step < target:
                     losses = self._train_one_step()
+                    # this step's losses are finite, so the weights they came from (those of the checkpoint
+                    # taken after the previous step) are good: only now is that checkpoint written
+                    self._write_pending()
                     if bar is not None:
                         bar.update(1)
                         bar.set_postfix({k: f"{v:.3f}" for k, v in list(losses.items())[:4]}, refresh=False)
                     if self._stop_requested:
                         raise TrainingInterrupted()
                     if self.checkpoint_every and self.step % self.checkpoint_every == 0:
-                        self.save_checkpoint()
+                        self._pending = self._snapshot()
                     if self.sample_every and self.step % self.sample_every == 0:
                         self.save_samples()
         except KeyboardInterrupt:
-            path = self.save_checkpoint() if self.run_dir is not None else None
-            where = f"; checkpoint saved to {path} — resume with Trainer.from_checkpoint or `toonlab train --resume`" if path else ""
-            raise TrainingInterrupted(f"training interrupted at step {self.step}{where}") from None
+            signum = self._stop_signal or signal.SIGINT
+            how = {signal.SIGINT: "interrupted (Ctrl-C)"}.get(signum, f"stopped by {signal.Signals(signum).name}")
+            if self._in_step:  # a second signal cut a step short: its updates are half done, keep the last checkpoint
+                self._write_pending()
+                kept = f"the step in progress was cut short and not saved; {self._kept_text()}"
+            elif self.run_dir is not None:
+                self._pending = None
+                kept = f"checkpoint of step {self.step} saved to {self.save_checkpoint()}"
+            else:
+                kept = "nothing was saved (no run_dir)"
+            resume = self._resume_text()
+            raise TrainingInterrupted(f"training {how} at step {self.step}; {kept}"
+                                      + (f"; resume with {resume}" if resume else ""), signum) from None
         finally:
             if bar is not None:
                 bar.close()
+        self._pending = None
         if self.run_dir is not None and steps > 0:
             self.save_checkpoint()
         return self.history[start_len:]
 
+    def _snapshot(self) -> dict[str, Any]:
+        """The checkpoint of this step, copied to the CPU (to be written once the next step shows it is good)."""
+        if self.run_dir is None:
+            raise ValueError("give a path or set run_dir to save checkpoints")
+        self._check_weights()
+        return _cpu_copy(self.state_dict())
+
+    def _write_pending(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._write_state(pending, self.run_dir / "checkpoints" / LATEST)
+
+    def _kept_text(self) -> str:
+        if self.last_checkpoint is None:
+            return "no checkpoint was written yet (set run_dir and checkpoint_every to keep one)"
+        return f"the last good checkpoint is {self.last_checkpoint} (step {self.last_checkpoint_step})"
+
+    def _resume_text(self, extra: str = "") -> str:
+        """How to continue from the last checkpoint: the CLI command (and, in Python, Trainer.from_checkpoint)."""
+        if self.last_checkpoint is None:
+            return ""
+        if self.resume_command is not None:  # set by the toonlab command
+            return f"`{self.resume_command}{extra}`"
+        run = self.run_dir if self.last_checkpoint.name == LATEST and self.run_dir is not None else self.last_checkpoint
+        return f"`toonlab train {self.model.kind} --resume {shlex.quote(str(run))}{extra}` (in Python: Trainer.from_checkpoint)"
+
+    def _diverged_advice(self) -> str:
+        lr = self.model.hparams.get("lr")
+        lower = ""
+        if isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0:
+            default = {f.name: f.default for f in dataclasses.fields(self.model.config)}.get("lr") \
+                if dataclasses.is_dataclass(self.model.config) else None
+            usual = default if isinstance(default, (int, float)) and 0 < default < lr / 10 else None
+            lower = f" --lr {usual if usual is not None else float(lr) / 10:g}"
+        resume = self._resume_text(lower)
+        return (f"Try a lower learning rate (now {lr}), precision='fp32', or smaller loss weights"
+                + (f", then resume with {resume}" if resume else ", then train again") + ".")
+
     def _train_one_step(self) -> dict[str, float]:
+        self._in_step = True
+        checkpointed = self._pending["step"] if self._pending is not None else None
         batch = self._next_batch()
         self.model.set_learning_rates(self.step, self.steps_per_epoch)
         started = time.perf_counter()
         losses = self.model.train_step(batch, self.precision, self.step)
         self.precision.update()
-        bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
+        limit = self.max_loss
+        bad = {k: v for k, v in losses.items() if not math.isfinite(v) or (limit is not None and abs(v) > limit)}
         if bad:
-            names = ", ".join(f"{k}={v}" for k, v in bad.items())
-            kept = f"the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint else \
-                "no checkpoint was written yet (set run_dir and checkpoint_every to keep one)"
+            names = ", ".join(f"{k}={v:.4g}" for k, v in bad.items())
+            if limit is not None and all(math.isfinite(v) for v in bad.values()):
+                names += f" (a loss above {limit:g} counts as diverged: Trainer.max_loss)"
+            self._pending = None
+            dropped = f"the checkpoint of step {checkpointed} was not written (its weights gave these losses); " \
+                if checkpointed is not None else ""
             raise TrainingDiverged(
-                f"{self.model.kind} training diverged at step {self.step}: {names}. Training stopped; {kept}. "
-                f"Try a lower learning rate (now {self.model.hparams.get('lr')}), precision='fp32', "
-                "or smaller loss weights, then resume from that checkpoint."
+                f"{self.model.kind} training diverged at step {self.step}: {names}. Training stopped; "
+                f"{dropped}{self._kept_text()}. {self._diverged_advice()}"
             )
         self.step += 1
         lr = next(iter(self.model.optimizers.values())).param_groups[0]["lr"] if self.model.optimizers else 0.0
         entry = {"step": self.step, **{k: float(v) for k, v in losses.items()}, "lr": float(lr),
                  "seconds": time.perf_counter() - started}
         self.history.append(entry)
+        self._in_step = False
         for callback in self.callbacks:
             callback(self, entry)
         return losses
 
     @contextlib.contextmanager
     def _interrupt_guard(self):
-        """Turn the first Ctrl-C into 'stop after this step' so checkpoints are never half-updated."""
+        """Turn the first Ctrl-C or SIGTERM into 'stop after this step' so checkpoints are never half-updated.
+
+        A second signal stops at once (the half-done step is then not saved).
+        """
         self._stop_requested = False
+        self._stop_signal = None
+        self._in_step = False
         if threading.current_thread() is not threading.main_thread():
             yield
             return
 
         def request_stop(signum, frame):
-            if self._stop_requested:  # second Ctrl-C: stop right now
+            if self._stop_requested:  # second signal: stop right now
                 raise KeyboardInterrupt
             self._stop_requested = True
+            self._stop_signal = signum
 
-        try:
-            previous = signal.signal(signal.SIGINT, request_stop)
-        except (ValueError, OSError):
-            yield
-            return
+        previous = {}
+        for signum in STOP_SIGNALS:
+            try:
+                previous[signum] = signal.signal(signum, request_stop)
+            except (ValueError, OSError):
+                pass
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
     # -- samples ------------------------------------------------------------------------------
     @torch.no_grad()
@@ -412,13 +558,27 @@ class Trainer:
             if self.run_dir is None:
                 raise ValueError("give a path or set run_dir to save checkpoints")
             path = self.run_dir / "checkpoints" / LATEST
-        state = self.state_dict()
+        self._check_weights()
+        return self._write_state(self.state_dict(), Path(path))
+
+    def _check_weights(self) -> None:
+        """Raise :class:`TrainingDiverged` (writing nothing) when a weight is NaN or infinite."""
+        if not all_finite(self.model.state_dict().values()):
+            bad = non_finite_names(self.model.state_dict())
+            self._pending = None
+            raise TrainingDiverged(
+                f"{self.model.kind} training diverged: after step {self.step} the weights are NaN or infinite "
+                f"({', '.join(bad)}), so no checkpoint was written; {self._kept_text()}. {self._diverged_advice()}"
+            )
+
+    def _write_state(self, state: dict[str, Any], path: Path) -> Path:
         path = atomic_save(state, path)
         if self.keep_checkpoints and path.name == LATEST:
-            atomic_save(state, path.parent / f"step_{self.step:08d}.pt")
+            atomic_save(state, path.parent / f"step_{state['step']:08d}.pt")
         if self.run_dir is not None:
-            atomic_write_text(json.dumps(self.history), self.run_dir / "history.json")
+            atomic_write_text(json.dumps(state["history"]), self.run_dir / "history.json")
         self.last_checkpoint = path
+        self.last_checkpoint_step = int(state["step"])
         return path
 
     def load_checkpoint(self, path: str | Path, strict_config: bool = True) -> None:
@@ -448,6 +608,7 @@ class Trainer:
         self.seed = int(state["seed"])
         self.history = list(state["history"])
         self.last_checkpoint = path
+        self.last_checkpoint_step = self.step
         self._batches = None
 
     @classmethod
@@ -460,6 +621,17 @@ class Trainer:
         trainer = cls(model, dataset, **kwargs)
         trainer.load_checkpoint(path)
         return trainer
+
+
+def _cpu_copy(obj: Any) -> Any:
+    """A copy of a (nested) state whose tensors are detached CPU copies: later training steps cannot change it."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _cpu_copy(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cpu_copy(v) for v in obj)
+    return obj
 
 
 def sample_photos(dataset, n: int = 8) -> torch.Tensor:
