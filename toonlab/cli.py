@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import argparse
 import ast
+import math
+import shlex
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -20,6 +23,8 @@ from toonlab.config import PRESETS
 from toonlab.models import MODEL_KINDS
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+#: largest --size accepted (an image side in pixels): beyond it a single activation needs tens of GB
+MAX_SIZE = 4096
 
 
 class CLIError(Exception):
@@ -40,17 +45,6 @@ def parse_assignments(items: Sequence[str] | None, flag: str) -> dict[str, Any]:
         except (ValueError, SyntaxError):
             values[name.strip()] = raw
     return values
-
-
-def list_images(path: Path) -> list[Path]:
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        if files:
-            return files
-        raise CLIError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {path}")
-    raise CLIError(f"{path} does not exist")
 
 
 # --- export-synthetic ----------------------------------------------------------------------------
@@ -82,14 +76,98 @@ def build_datasets(data: str, size: int, seed: int):
     return train, test
 
 
+def check_train_args(args: argparse.Namespace) -> None:
+    """Refuse impossible numbers before anything is read or written (one line each, no traceback)."""
+    from toonlab.config import pick_device
+
+    if args.steps is not None and args.steps < 0:
+        raise CLIError(f"--steps must be >= 0, got {args.steps}")
+    if args.epochs is not None and not (math.isfinite(args.epochs) and args.epochs >= 0):
+        raise CLIError(f"--epochs must be a finite number >= 0, got {args.epochs}")
+    if args.lr is not None and not (math.isfinite(args.lr) and args.lr >= 0):
+        raise CLIError(f"--lr must be a finite number >= 0 (the paper's is 2e-4), got {args.lr}")
+    check_size(args.size, "--size")
+    for flag, value, low in (("--batch-size", args.batch_size, 1), ("--checkpoint-every", args.checkpoint_every, 0),
+                             ("--sample-every", args.sample_every, 0), ("--workers", args.workers, 0)):
+        if value is not None and value < low:
+            raise CLIError(f"{flag} must be >= {low}, got {value}")
+    pick_device(args.device)
+
+
+def check_size(size: int | None, flag: str) -> None:
+    if size is not None and not 1 <= size <= MAX_SIZE:
+        raise CLIError(f"{flag} must be between 1 and {MAX_SIZE} pixels, got {size}")
+
+
+def check_hparams(kind: str, config, hparams: dict[str, Any]) -> None:
+    """Refuse unknown, non-finite or out-of-range hyper-parameters before the run directory is touched."""
+    import dataclasses
+
+    from toonlab.config import coerce_field
+    from toonlab.models import model_module
+
+    names = model_module(kind).Model.hparam_names
+    unknown = sorted(set(hparams) - set(names))
+    if unknown:
+        raise CLIError(f"{', '.join(unknown)}: not a tunable hyper-parameter of {kind}; choose from {', '.join(names)} "
+                       "(other config fields go in --config NAME=VALUE)")
+    values = {name: coerce_field(type(config), name, value, kind) for name, value in hparams.items()}
+    dataclasses.replace(config, **values)  # runs the config's own checks (no negative learning rate or loss weight)
+
+
+#: what ``toonlab train`` writes into a run directory (and so what ``--overwrite`` may delete)
+RUN_FILES = ("config.json", "history.json", "metrics.json", "result.png", "losses.png")
+
+
+def existing_checkpoints(run_dir: Path) -> list[Path]:
+    """Training checkpoints already in ``run_dir`` (``checkpoints/latest.pt``, ``checkpoints/step_*.pt``)."""
+    folder = run_dir / "checkpoints"
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.name == "latest.pt" or (p.name.startswith("step_") and p.suffix == ".pt"))
+
+
+def refuse_existing_run(run_dir: Path, kind: str, overwrite: bool) -> None:
+    """A run directory holding a checkpoint is never trained over, unless --overwrite says so."""
+    found = existing_checkpoints(run_dir)
+    if not found or overwrite:
+        return
+    from toonlab.train import read_checkpoint
+
+    try:
+        state = read_checkpoint(found[-1] if found[-1].name == "latest.pt" else found[0])
+        what = f"a {state['kind']} run at step {state['step']}"
+        kind = state["kind"]
+    except Exception:  # unreadable: still somebody's file, still not ours to replace
+        what = f"checkpoints ({found[0].name} ...)"
+    raise CLIError(f"{run_dir} already holds {what}; continue it with `toonlab train {kind} --resume "
+                   f"{shlex.quote(str(run_dir))}`, or pass --overwrite to delete it and start again "
+                   "(or choose another --run-dir)")
+
+
+def clear_run(run_dir: Path) -> list[Path]:
+    """Delete what a previous ``toonlab train`` wrote in ``run_dir`` (only its own files); returns them."""
+    removed = existing_checkpoints(run_dir)
+    if (run_dir / "checkpoints").is_dir():
+        removed += [p for p in (run_dir / "checkpoints").glob(".*.pt.*.tmp")]
+    if (run_dir / "samples").is_dir():
+        removed += sorted((run_dir / "samples").glob("step_*.png"))
+    removed += [run_dir / name for name in RUN_FILES if (run_dir / name).is_file()]
+    for path in removed:
+        path.unlink()
+    return removed
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     from toonlab.models import build_config
     from toonlab.metrics.report import PHOTO, headline
-    from toonlab.train import Trainer, make_trainer, prepare_dataset_for, read_checkpoint, sample_photos
+    from toonlab.train import (Trainer, check_checkpoint_weights, make_trainer, prepare_dataset_for,
+                               read_checkpoint, resolve_checkpoint_path, sample_photos)
     from toonlab.viz import comparison_rows, image_rows, loss_curves, save_figure
 
+    check_train_args(args)
     overrides = parse_assignments(args.config, "--config")
     hparams = parse_assignments(args.hparam, "--hparam")
     if args.lr is not None:
@@ -108,13 +186,23 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise CLIError(f"{args.resume} is a {state['kind']} checkpoint; run `toonlab train {state['kind']} --resume ...`")
         if overrides:
             raise CLIError("--config/--size/--batch-size cannot change a resumed run; only --lr and --hparam can")
-        size = state["config"]["image_size"]
-        train_set, test_set = build_datasets(args.data, size, state["seed"])
-        run_dir = Path(args.run_dir) if args.run_dir else _run_dir_of(Path(args.resume))
+        check_checkpoint_weights(state, resolve_checkpoint_path(args.resume))
         from toonlab.models import build_model
         from toonlab.train import config_from_dict
 
-        model = build_model(state["kind"], config=config_from_dict(state["kind"], state["config"]))
+        config = config_from_dict(state["kind"], state["config"])
+        check_hparams(args.model, config, hparams)
+        run_dir = Path(args.run_dir) if args.run_dir else _run_dir_of(Path(args.resume))
+        if run_dir.resolve() == _run_dir_of(Path(args.resume)).resolve():
+            if args.overwrite:
+                raise CLIError("--overwrite deletes a run; it cannot be combined with --resume of that same run")
+        else:
+            refuse_existing_run(run_dir, args.model, args.overwrite)  # continuing into another run's folder
+        size = state["config"]["image_size"]
+        train_set, test_set = build_datasets(args.data, size, state["seed"])
+        if args.overwrite:
+            clear_run(run_dir)
+        model = build_model(state["kind"], config=config)
         samples = sample_photos(test_set) if test_set is not None else None
         trainer = Trainer(model, prepare_dataset_for(model, train_set), run_dir=run_dir, seed=state["seed"],
                           sample_images=samples, **trainer_kwargs)
@@ -122,10 +210,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"resumed {args.model} at step {trainer.step} from {trainer.last_checkpoint}")
     else:
         config = build_config(args.model, args.preset, **overrides)
-        train_set, test_set = build_datasets(args.data, int(config.image_size), args.seed)
+        check_hparams(args.model, config, hparams)
         run_dir = Path(args.run_dir or f"runs/{args.model}-{args.preset or 'default'}")
+        refuse_existing_run(run_dir, args.model, args.overwrite)
+        train_set, test_set = build_datasets(args.data, int(config.image_size), args.seed)
+        if args.overwrite and (removed := clear_run(run_dir)):
+            print(f"--overwrite: deleted the previous run in {run_dir} ({len(removed)} file(s))")
         trainer = make_trainer(args.model, config=config, dataset=train_set, test_dataset=test_set,
                                seed=args.seed, run_dir=run_dir, **trainer_kwargs)
+    trainer.resume_command = (f"toonlab train {args.model} --resume {shlex.quote(str(trainer.run_dir))}"
+                              + (f" --data {shlex.quote(args.data)}" if args.data != "synthetic" else ""))
     if hparams:
         trainer.set_hparams(**hparams)
     steps = args.steps
@@ -184,27 +278,128 @@ def _run_dir_of(checkpoint: Path) -> Path:
 
 # --- translate -----------------------------------------------------------------------------------
 
+def plan_outputs(input_path: Path, output: Path, n_styles: int, overwrite: bool) -> list[tuple[Path, list[Path]]]:
+    """Each input image with the file(s) it is translated to; refuses every plan that would lose a file.
+
+    A single image goes to ``output`` (a folder: ``output/STEM.png``; no suffix: ``.png`` added), with
+    ``_styleK`` before the suffix when there are several styles. A folder is walked with its
+    sub-folders, skipping ``output`` when it lies inside; ``photos/sub/a.jpg`` goes to
+    ``output/sub/a.png``, and when several inputs of one folder share a stem the non-PNG ones keep
+    their extension in the name (``a.png``, ``a_jpg.png``). Refused: an output that is an input, an
+    input folder as its own output, and (without ``overwrite``) outputs that already exist.
+    """
+    from PIL import Image
+
+    if not input_path.exists():
+        raise CLIError(f"{input_path} does not exist")
+    styles = [f"_style{k}" for k in range(n_styles)] if n_styles > 1 else [""]
+    if input_path.is_dir():
+        if output.exists() and not output.is_dir():
+            raise CLIError(f"{output} is a file; the input is a folder, so the output must be a folder too")
+        if _same_path(output, input_path):
+            raise CLIError(f"the output folder {output} is the input folder: the photos would be replaced by their "
+                           "cartoons; choose another output folder")
+        inputs = _walk_images(input_path, skip=output)
+        taken: dict[str, Path] = {}
+        plan = []
+        groups: dict[tuple[Path, str], int] = {}
+        for path in inputs:
+            key = (path.parent, path.stem.casefold())
+            groups[key] = groups.get(key, 0) + 1
+        for path in inputs:
+            rel_dir = path.parent.relative_to(input_path)
+            stem = path.stem
+            if groups[(path.parent, stem.casefold())] > 1 and path.suffix != ".png":
+                stem = f"{stem}_{path.suffix[1:]}"
+            targets = []
+            for style in styles:
+                target = _unique(output / rel_dir / f"{stem}{style}.png", taken)
+                targets.append(target)
+            plan.append((path, targets))
+    else:
+        if output.is_dir():
+            base = output / f"{input_path.stem}.png"
+        else:
+            base = output if output.suffix else output.with_name(output.name + ".png")
+            if base.suffix.lower() not in Image.registered_extensions():
+                raise CLIError(f"cannot write images with the suffix {base.suffix!r} ({output}); use .png or .jpg")
+        targets = [base.with_name(f"{base.stem}{style}{base.suffix}") for style in styles]
+        plan = [(input_path, targets)]
+    inputs = {path.resolve() for path, _ in plan}
+    for _, targets in plan:
+        for target in targets:
+            if target.resolve() in inputs:
+                raise CLIError(f"the output {target} is an input image: it would be replaced by its cartoon; "
+                               "choose another output")
+    existing = [t for _, targets in plan for t in targets if t.exists()]
+    if existing and not overwrite:
+        what = f"{existing[0]} and {len(existing) - 1} more output(s) already exist" if len(existing) > 1 else \
+            f"{existing[0]} already exists"
+        raise CLIError(f"{what}; pass --overwrite to replace them, or choose another output")
+    return plan
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and a.samefile(b) or a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def _walk_images(folder: Path, skip: Path | None = None) -> list[Path]:
+    """Image files under ``folder`` (sub-folders included, hidden files left out), not those under ``skip``."""
+    skip_resolved = skip.resolve() if skip is not None else None
+    files = []
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder)
+        if any(part.startswith(".") for part in rel.parts) or path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        if skip_resolved is not None and skip_resolved in path.resolve().parents:
+            continue
+        if path.is_file():
+            files.append(path)
+    if not files:
+        raise CLIError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {folder}")
+    return files
+
+
+def _unique(target: Path, taken: dict[str, Path]) -> Path:
+    """``target``, or ``target`` with ``_2``, ``_3`` ... before the suffix if the name is taken (case-insensitively)."""
+    candidate, n = target, 1
+    while str(candidate).casefold() in taken:
+        n += 1
+        candidate = target.with_name(f"{target.stem}_{n}{target.suffix}")
+    taken[str(candidate).casefold()] = candidate
+    return candidate
+
+
 def cmd_translate(args: argparse.Namespace) -> int:
     import torch
     from PIL import Image
     from torchvision.transforms.functional import pil_to_tensor, resize, to_pil_image
 
     from toonlab.config import pick_device
+    from toonlab.io import atomic_write
 
     if args.num_styles < 1:
         raise CLIError(f"--num-styles must be >= 1, got {args.num_styles}")
+    check_size(args.size, "--size")
     device = pick_device(args.device)
-    inputs = list_images(Path(args.input))
-    output = Path(args.output)
-    many = len(inputs) > 1 or Path(args.input).is_dir()
-    if many:
-        output.mkdir(parents=True, exist_ok=True)
+    input_path, output = Path(args.input), Path(args.output)
+    if not input_path.exists():
+        raise CLIError(f"{input_path} does not exist")
     style_image = None
 
     if args.official:
-        from toonlab.hub import load_official
+        from toonlab.hub import CheckpointError, load_official
+        from toonlab.train import all_finite
 
         net = load_official(args.official, args.checkpoint, device=device)
+        modules = [net] if isinstance(net, torch.nn.Module) else \
+            [m for m in vars(net).values() if isinstance(m, torch.nn.Module)]
+        if not all(all_finite(m.state_dict().values()) for m in modules):
+            raise CheckpointError(f"{args.checkpoint} holds NaN or infinite weights; its cartoons would be black or noise")
+        kind = args.official
         if args.official == "munit":
             munit_gens = net
             def run(x):
@@ -217,6 +412,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
         from toonlab.train import load_trained_model
 
         model = load_trained_model(args.checkpoint, device)
+        kind = model.kind
         size = args.size or int(model.config.image_size)
         if model.kind == "munit":
             def run(x):
@@ -224,6 +420,8 @@ def cmd_translate(args: argparse.Namespace) -> int:
         else:
             def run(x):
                 return model.translate(x, args.direction)
+    n_styles = args.num_styles if kind == "munit" and not args.style_image else 1
+    plan = plan_outputs(input_path, output, n_styles, args.overwrite)
 
     def load(path: Path) -> torch.Tensor:
         try:
@@ -238,19 +436,33 @@ def cmd_translate(args: argparse.Namespace) -> int:
     if args.style_image:
         style_image = load(Path(args.style_image))
 
-    written = []
+    written, skipped = [], []
+    many = input_path.is_dir()
     with torch.no_grad():
-        for path in inputs:
-            y = run(load(path)).float().cpu().clamp(-1, 1)
+        for path, targets in plan:
+            try:
+                x = load(path)
+            except CLIError as err:
+                if not many:
+                    raise
+                print(f"skipped {path}: {err.__cause__ or err}", file=sys.stderr)
+                skipped.append(path)
+                continue
+            y = run(x).float().cpu().clamp(-1, 1)
             images = list(y) if y.dim() == 4 else [y]
-            for k, image in enumerate(images):
-                suffix = f"_style{k}" if len(images) > 1 else ""
-                target = (output / f"{path.stem}{suffix}.png") if many else (
-                    output if len(images) == 1 else output.with_name(f"{output.stem}{suffix}{output.suffix or '.png'}"))
-                target.parent.mkdir(parents=True, exist_ok=True)
-                to_pil_image((image + 1) / 2).save(target)
+            if len(images) != len(targets):
+                raise CLIError(f"the model gave {len(images)} image(s) for {path}, expected {len(targets)}")
+            for image, target in zip(images, targets):
+                picture = to_pil_image((image + 1) / 2)
+                fmt = Image.registered_extensions()[target.suffix.lower()]
+                atomic_write(target, lambda handle: picture.save(handle, format=fmt), fsync=False)
                 written.append(target)
-    print(f"wrote {len(written)} image(s) to {output}")
+    where = output if many or len(written) != 1 else written[0]
+    if skipped:
+        print(f"translated {len(plan) - len(skipped)} of {len(plan)} image(s), wrote {len(written)} file(s) to "
+              f"{where}; {len(skipped)} unreadable file(s) skipped")
+        return 1
+    print(f"wrote {len(written)} image(s) to {where}")
     return 0
 
 
@@ -332,7 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "Default: fast with TOONLAB_FAST=1, paper on a GPU, cpu otherwise")
     p.add_argument("--data", default="synthetic",
                    help="'synthetic' (built in, default) or a folder with trainA trainB [testA testB]")
-    p.add_argument("--size", type=int, help="image size (overrides the preset)")
+    p.add_argument("--size", type=int, help=f"image size, 1-{MAX_SIZE} (overrides the preset)")
     p.add_argument("--batch-size", type=int, help="batch size (overrides the preset)")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--steps", type=int, help="training steps to run (default: the preset's length)")
@@ -346,8 +558,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16", "auto"),
                    help="mixed precision on CUDA: auto = bf16 where supported, else fp16 with loss scaling")
     p.add_argument("--channels-last", action="store_true", help="NHWC memory format (faster convolutions on CUDA)")
-    p.add_argument("--run-dir", help="folder for checkpoints, samples and pictures (default runs/MODEL-PRESET)")
+    p.add_argument("--run-dir", help="folder for checkpoints, samples and pictures (default runs/MODEL-PRESET); "
+                                     "one that already holds a checkpoint is refused without --resume or --overwrite")
     p.add_argument("--resume", metavar="CHECKPOINT_OR_RUN_DIR", help="continue a run from its checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start again in a run directory that holds a previous run, deleting its checkpoints "
+                        "(only the files toonlab train writes)")
     p.add_argument("--checkpoint-every", type=int, default=500, help="checkpoint every N steps (default 500)")
     p.add_argument("--keep-checkpoints", action="store_true", help="also keep a copy of every checkpoint")
     p.add_argument("--sample-every", type=int, default=0, help="save a sample grid every N steps")
@@ -360,14 +576,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("translate", help="translate an image or a folder with a checkpoint",
                        description="Translate photos to cartoons with a toonlab checkpoint (a run folder or .pt) "
-                                   "or, with --official, a published reference file.")
+                                   "or, with --official, a published reference file. A folder is translated with "
+                                   "its sub-folders into the same structure under OUTPUT, as PNG: photos/sub/a.jpg "
+                                   "-> OUTPUT/sub/a.png; when several inputs of one folder share a name (a.png, "
+                                   "a.jpg), the non-PNG ones keep their extension in the name (a.png, a_jpg.png). "
+                                   "OUTPUT may lie inside the input folder (it is not read back) but not be it; "
+                                   "existing outputs are kept unless --overwrite. Unreadable images are skipped "
+                                   "with one line each; the exit status is then 1.")
     p.add_argument("checkpoint", help="toonlab run folder / checkpoint, or an official weight file with --official")
-    p.add_argument("input", help="an image or a folder of images")
-    p.add_argument("output", help="output image (single input) or folder")
+    p.add_argument("input", help="an image or a folder of images (read with its sub-folders)")
+    p.add_argument("output", help="output image (single input; .png added without a suffix) or folder")
+    p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
     p.add_argument("--official", choices=("cyclegan", "cartoongan", "munit", "animegan2"),
                    help="the checkpoint is a published reference file of this kind")
     p.add_argument("--direction", default="AtoB", choices=("AtoB", "BtoA"))
-    p.add_argument("--size", type=int, help="resize inputs to SIZE x SIZE (default: the model's training size)")
+    p.add_argument("--size", type=int, help=f"resize inputs to SIZE x SIZE, 1-{MAX_SIZE} (default: the model's training size)")
     p.add_argument("--num-styles", type=int, default=1, help="MUNIT: random styles per image")
     p.add_argument("--style-image", help="MUNIT: take the style from this example image")
     p.add_argument("--seed", type=int, default=0, help="MUNIT: seed of the random styles")
@@ -395,12 +618,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (CLIError, CheckpointError, FileNotFoundError, FileExistsError, ValueError) as err:
+    except (CLIError, CheckpointError, OSError, ValueError) as err:  # OSError: missing files, a full disk ...
         print(f"toonlab {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as err:
+    except RuntimeError as err:
+        from toonlab.train import TrainingDiverged
+
+        if not isinstance(err, TrainingDiverged):
+            raise
+        print(f"toonlab {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: the trainer has saved its last finished step
         print(f"toonlab {args.command}: {err or 'interrupted'}", file=sys.stderr)
-        return 130
+        return 128 + int(getattr(err, "signal", signal.SIGINT))
 
 
 if __name__ == "__main__":
