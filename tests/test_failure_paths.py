@@ -370,3 +370,31 @@ def test_diverged_training_is_one_line_with_exit_code_1(tmp_path, capsys, monkey
     assert train(*FAST, "--steps", "2", "--run-dir", str(tmp_path / "r")) == 1
     line = one_line(capsys.readouterr().err)
     assert "diverged at step 0" in line and "no checkpoint was written yet" in line
+
+
+# --- 5. translate reads images as training does ---------------------------------------------------
+
+def _translated(run, image: Image.Image, tmp_path: Path, name: str, **save) -> torch.Tensor:
+    source, out = tmp_path / f"{name}.png", tmp_path / f"{name}_out.png"
+    image.save(source, **save)
+    assert main(["translate", str(run), str(source), str(out), "--device", "cpu"]) == 0
+    return torch.from_numpy(__import__("numpy").array(Image.open(out).convert("RGB"))).float()
+
+
+def test_translate_reads_16_bit_alpha_and_exif_like_training(run, tmp_path):
+    import numpy as np
+
+    grey = _translated(run, Image.new("RGB", (32, 32), (128, 128, 128)), tmp_path, "grey8")
+    deep = Image.fromarray(np.full((32, 32), 32896, dtype=np.uint16))  # 128 * 257: the same grey in 16 bits
+    assert deep.mode.startswith("I")
+    assert torch.equal(_translated(run, deep, tmp_path, "grey16"), grey)  # not an all-white input
+    white = _translated(run, Image.new("RGB", (32, 32), (255, 255, 255)), tmp_path, "white")
+    clear = Image.new("RGBA", (32, 32), (0, 0, 0, 0))  # transparent black: composited on white
+    assert torch.equal(_translated(run, clear, tmp_path, "clear"), white)
+    half = np.zeros((24, 32, 3), dtype=np.uint8)
+    half[:, :16] = 255
+    upright = Image.fromarray(half).transpose(Image.Transpose.ROTATE_270)  # what a viewer shows
+    expected = _translated(run, upright, tmp_path, "upright")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    assert torch.equal(_translated(run, Image.fromarray(half), tmp_path, "exif", exif=exif), expected)

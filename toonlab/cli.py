@@ -423,9 +423,11 @@ def cmd_translate(args: argparse.Namespace) -> int:
     n_styles = args.num_styles if kind == "munit" and not args.style_image else 1
     plan = plan_outputs(input_path, output, n_styles, args.overwrite)
 
+    from toonlab.data.folders import load_rgb
+
     def load(path: Path) -> torch.Tensor:
-        try:
-            img = Image.open(path).convert("RGB")
+        try:  # the reader training uses: EXIF orientation, alpha composited on white, 16-bit scaled
+            img = load_rgb(path)
         except Exception as err:  # unreadable or not an image
             raise CLIError(f"cannot read image {path}: {err}") from err
         x = pil_to_tensor(img).float() / 127.5 - 1
