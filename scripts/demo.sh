@@ -6,5 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
-toonlab train cyclegan --preset cpu --device "${TOONLAB_DEVICE:-cpu}" --run-dir runs/demo "$@"
-echo "Open runs/demo/result.png to see photos turned into cartoons."
+# --overwrite: running the demo again replaces the previous demo run (any other run dir is protected)
+toonlab train cyclegan --preset cpu --device "${TOONLAB_DEVICE:-cpu}" --run-dir runs/demo --overwrite "$@"
+echo "Open runs/demo/result.png to see photos turned into cartoons; runs/demo/metrics.json holds the scores (toonlab eval runs/demo prints them)."

@@ -44,6 +44,9 @@ def test_eval_prints_the_table_and_writes_json(run_dir, tmp_path, capsys):
     assert main(["eval", str(run_dir), "--n", "12", "--json", str(tmp_path / "f.json")]) == 0
     again = json.loads((tmp_path / "f.json").read_text())
     assert again["results"] == record["results"]
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--n", "4", "--markdown"]) == 0
+    assert "| cyclegan | " in capsys.readouterr().out
 
 
 def test_eval_errors_are_clear(run_dir, tmp_path, capsys):

@@ -250,13 +250,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def evaluate_trained(model, json_path: Path | None, extra: dict, protocol=None) -> dict:
+def evaluate_trained(model, json_path: Path | None, extra: dict, protocol=None, markdown: bool = False) -> dict:
     """Score ``model`` beside the baselines on the synthetic protocol, print the table, write ``json_path`` (if given)."""
-    from toonlab.metrics.report import evaluate_model, format_table, write_record
+    from toonlab.metrics.report import evaluate_model, format_markdown, format_table, write_record
 
     record = evaluate_model(model, protocol=protocol, extra=extra)
     print(f"evaluation ({record['protocol']['name']}; {record['machine']}):")
-    print(format_table(record["results"]))
+    print((format_markdown if markdown else format_table)(record["results"]))
     if json_path is not None:
         print(f"metrics: {write_record(record, json_path)}")
     return record
@@ -486,7 +486,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     extra = {"checkpoint": str(path), "step": step}
     if args.data == "synthetic":
         evaluate_trained(model, Path(args.json) if args.json else None, extra,
-                         protocol=Protocol(size=size, n=args.n, seed=args.seed))
+                         protocol=Protocol(size=size, n=args.n, seed=args.seed), markdown=args.markdown)
         return 0
     folder = Path(args.data).expanduser()
     if not folder.is_dir():
@@ -608,6 +608,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, help="image size (default: the model's training size)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic test identities and of random styles")
     p.add_argument("--json", help="also write the results to this JSON file")
+    p.add_argument("--markdown", action="store_true", help="print the table in Markdown (as in the README)")
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_eval)
     return parser
