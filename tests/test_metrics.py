@@ -152,3 +152,23 @@ def test_report_table_headline_and_json(tmp_path, truth, photo_scores):
     loaded = json.loads(path.read_text())
     assert loaded["protocol"]["name"] == PROTOCOL.name and loaded["results"]["model"]["hair_error"] is None
     assert loaded["directions"]["texture"] == -1 and "CPU" in loaded["machine"]
+
+
+def test_animegan2_joins_the_baselines_only_when_its_weights_are_on_disk(tmp_path, monkeypatch):
+    from toonlab import baselines
+    from toonlab.models import animegan2
+
+    monkeypatch.setenv("TOONLAB_DATA", str(tmp_path))
+    assert baselines.animegan2_weights() is None
+    assert list(baselines.baseline_translators()) == [PHOTO, "classical filter"]
+    torch.manual_seed(0)
+    path = tmp_path / "pretrained" / "animegan2" / "face_paint_512_v2.pt"
+    path.parent.mkdir(parents=True)
+    torch.save(animegan2.Generator().state_dict(), path)  # a stand-in for the published file, same layout
+    assert baselines.animegan2_weights() == path
+    translators = baselines.baseline_translators()
+    assert list(translators) == [PHOTO, "classical filter", "AnimeGANv2 face"]
+    photos = M.ground_truth(PROTOCOL).photo_batch()[:2]
+    with torch.no_grad():
+        out = translators["AnimeGANv2 face"](photos)
+    assert out.shape == photos.shape and out.abs().max() <= 1  # run at 256 px, resized back to the protocol's size
