@@ -398,3 +398,27 @@ def test_translate_reads_16_bit_alpha_and_exif_like_training(run, tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
     assert torch.equal(_translated(run, Image.fromarray(half), tmp_path, "exif", exif=exif), expected)
+
+
+def test_run_files_get_normal_permissions_and_stale_temporaries_are_swept(tmp_path):
+    import os
+    import stat
+
+    from toonlab.io import atomic_write
+    from toonlab.train import make_trainer
+
+    mask = os.umask(0o022)
+    try:
+        written = atomic_write(tmp_path / "f.txt", lambda handle: handle.write(b"x"))
+        assert stat.S_IMODE(written.stat().st_mode) == 0o644  # not mkstemp's 0600
+    finally:
+        os.umask(mask)
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    stale = [run / "checkpoints" / ".latest.pt.abc123.tmp", run / ".history.json.xyz.tmp"]
+    for path in stale:
+        path.write_bytes(b"half a file")
+    keep = run / "checkpoints" / "notes.tmp"
+    keep.write_text("mine")
+    make_trainer("cyclegan", "fast", run_dir=run, progress=False)
+    assert not any(path.exists() for path in stale) and keep.exists()

@@ -18,6 +18,7 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], fsync: boo
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a saved file gets the usual permissions
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             if fsync:
@@ -29,3 +30,21 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], fsync: boo
             os.unlink(tmp)
         raise
     return path
+
+
+def _umask() -> int:
+    """The process umask (read by setting it and putting it back: there is no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
+    """Delete the ``.NAME.*.tmp`` files an :func:`atomic_write` of ``path`` left behind when it was killed."""
+    path = Path(path)
+    removed = []
+    for leftover in path.parent.glob(f".{path.name}.*.tmp"):
+        with contextlib.suppress(OSError):
+            leftover.unlink()
+            removed.append(leftover)
+    return removed

@@ -40,7 +40,7 @@ from toonlab import __version__
 from toonlab.config import pick_device, seed_everything
 from toonlab.data.loader import make_loader, steps_per_epoch
 from toonlab.hub import CheckpointError, read_state_file
-from toonlab.io import atomic_write
+from toonlab.io import atomic_write, remove_stale_temporaries
 from toonlab.models import build_model, model_module
 from toonlab.models.base import Precision, TranslationModel
 
@@ -312,6 +312,10 @@ class Trainer:
         #: the checkpoint of the last checkpoint step, written once the next step's losses are finite
         self._pending: dict[str, Any] | None = None
         if self.run_dir is not None:
+            # a kill during an atomic write leaves its temporary file: a new start sweeps them away
+            for name in (LATEST, "history.json", "config.json"):
+                folder = self.run_dir / "checkpoints" if name == LATEST else self.run_dir
+                remove_stale_temporaries(folder / name)
             self.save_config()
 
     # -- hyper-parameters (the widgets' sliders) ----------------------------------------------
