@@ -377,6 +377,107 @@ def test_not_an_archive_is_explained(tmp_path):
         extract(page, tmp_path / "out")
 
 
+# -- link chains and size caps (issue 13, item 7) --------------------------------------------------
+
+
+def tar_of(tmp_path, members: list[tuple[tarfile.TarInfo, bytes | None]], name="chain.tar") -> Path:
+    path = tmp_path / name
+    with tarfile.open(path, "w") as tf:
+        for member, data in members:
+            if data is not None:
+                member.size = len(data)
+            tf.addfile(member, io.BytesIO(data) if data is not None else None)
+    return path
+
+
+def file_member(name: str) -> tuple[tarfile.TarInfo, bytes]:
+    return tarfile.TarInfo(name), b"pwned"
+
+
+CHAINS = {
+    # each link reads as inside; followed one after the other they reach the folder above
+    "dot-then-up": [(link("a", "."), None), (link("a/b", "../escaped"), None), file_member("b")],
+    "dot-then-up-file-through-link": [(link("a", "."), None), (link("a/b", "../escaped"), None),
+                                      file_member("a/b")],
+    "sub-dot-up": [(link("d/l", "."), None), (link("d/l/x", "../../escaped"), None), file_member("d/x")],
+    "link-target-through-link": [(link("d/s", ".."), None), (link("t", "d/s/../escaped"), None),
+                                 file_member("t")],
+    "hardlink-through-link": [(link("a", "."), None), (link("a/b", "../escaped"), None),
+                              (link("h", "a/b", tarfile.LNKTYPE), None)],
+    "second-member-through-same-name-link": [(tarfile.TarInfo("x"), b"x"), (link("x", "x"), None)],
+    "case-folded-link": [(link("A", "."), None), (link("a/b", "../escaped"), None), file_member("b")],
+}
+
+
+@pytest.mark.parametrize("without_tar_filter", [False, True], ids=["with-data-filter", "python-3.10.0"])
+@pytest.mark.parametrize("chain", list(CHAINS), ids=list(CHAINS))
+def test_tar_link_chain_is_refused_by_toonlab_itself(tmp_path, monkeypatch, chain, without_tar_filter):
+    """Python 3.10.0-3.10.11 have no tarfile.data_filter: toonlab's own check must stop the chain."""
+    if without_tar_filter:
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    archive = tar_of(tmp_path, CHAINS[chain])
+    work = tmp_path / "work"
+    work.mkdir()
+    with pytest.raises(UnsafeArchiveError, match="refusing to extract .*link"):
+        extract(archive, work / "out")
+    assert list(work.iterdir()) == []  # nothing extracted, nothing written beside the target
+    assert not (tmp_path / "escaped").exists()
+
+
+def test_links_that_stay_inside_still_extract_without_tar_filter(tmp_path, monkeypatch):
+    monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    archive = tar_of(tmp_path, [(tarfile.TarInfo("data/a.txt"), b"hello"), (link("data/alias.txt", "a.txt"), None),
+                                (link("alias2.txt", "data/alias.txt"), None),
+                                (link("hard.txt", "data/a.txt", tarfile.LNKTYPE), None)])
+    out = extract(archive, tmp_path / "out")
+    assert (out / "alias2.txt").read_bytes() == (out / "hard.txt").read_bytes() == b"hello"
+
+
+def zero_bomb_zip(tmp_path: Path, megabytes: int) -> Path:
+    path = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        zf.writestr("zeros.bin", bytes(megabytes << 20))
+    return path
+
+
+def zero_bomb_tar(tmp_path: Path, megabytes: int, hardlinks: int = 0) -> Path:
+    path = tmp_path / "bomb.tar.gz"
+    with tarfile.open(path, "w:gz", compresslevel=9) as tf:
+        info = tarfile.TarInfo("zeros.bin")
+        info.size = megabytes << 20
+        tf.addfile(info, io.BytesIO(bytes(info.size)))
+        for i in range(hardlinks):
+            tf.addfile(link(f"copy{i}.bin", "zeros.bin", tarfile.LNKTYPE))
+    return path
+
+
+@pytest.mark.parametrize("make", [zero_bomb_zip, zero_bomb_tar], ids=["zip", "tar.gz"])
+def test_archive_expanding_past_the_cap_is_refused(tmp_path, make):
+    archive = make(tmp_path, 20)
+    assert archive.stat().st_size < 40_000  # about 20 KB that expand to 20 MB
+    work = tmp_path / "work"
+    work.mkdir()
+    with pytest.raises(download.ArchiveTooLargeError, match=r"20\.0 MiB.*limit of 1\.0 MiB.*max_bytes"):
+        extract(archive, work / "out", max_bytes=1 << 20)
+    assert list(work.iterdir()) == []
+    out = extract(archive, work / "out", max_bytes=21 << 20)  # a genuine big archive: raise the cap
+    assert (out / "zeros.bin").stat().st_size == 20 << 20
+
+
+def test_tar_hard_links_count_towards_the_cap(tmp_path):
+    archive = zero_bomb_tar(tmp_path, 1, hardlinks=3)  # tarfile copies the data where links fail
+    with pytest.raises(download.ArchiveTooLargeError, match=r"4\.0 MiB"):
+        extract(archive, tmp_path / "out", max_bytes=3 << 20)
+
+
+def test_default_cap_is_a_named_constant_of_50_gib():
+    import inspect
+
+    assert download.MAX_EXTRACTED_BYTES == 50 * 2**30
+    assert inspect.signature(extract).parameters["max_bytes"].default == download.MAX_EXTRACTED_BYTES
+    assert inspect.signature(prepare_dataset).parameters["max_bytes"].default == download.MAX_EXTRACTED_BYTES
+
+
 # -- prepare_dataset -------------------------------------------------------------------------------
 
 

@@ -11,7 +11,8 @@ One :class:`Asset` per file names its sha256 and its sources, tried in order:
    each failure and where to put a manually downloaded copy.
 
 :func:`extract` refuses archive members that would land outside the target folder (absolute
-paths, ``..``, links, device files), extracts into a temporary folder, renames it into place and
+paths, ``..``, links and chains of links, device files) and archives that expand to more than
+:data:`MAX_EXTRACTED_BYTES`, extracts into a temporary folder, renames it into place and
 leaves a ``.complete`` marker. :func:`prepare_dataset` chains it all and normalises the result to
 ``root/<name>/{trainA,trainB,testA,testB}``.
 
@@ -32,6 +33,7 @@ import shutil
 import stat
 import tarfile
 import tempfile
+import unicodedata
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -45,6 +47,10 @@ COMPLETE_MARKER = ".complete"
 #: Browser page of a Google Drive file (the manual fallback).
 GDRIVE_VIEW_URL = "https://drive.google.com/file/d/{id}/view"
 GDOWN_COOKIES = "~/.cache/gdown/cookies.txt"
+#: The most bytes :func:`extract` writes from one archive (the members' sizes added up), unless its
+#: ``max_bytes`` says otherwise: the largest registered dataset expands to a few GiB, so an archive
+#: announcing more is a decompression bomb or the wrong file, refused before anything is written.
+MAX_EXTRACTED_BYTES = 50 * 2**30
 _CHUNK = 1 << 20
 _NET_CHUNK = 1 << 16  # small network reads: a broken connection loses at most this much
 _TIMEOUT = (15, 60)  # connect, read (seconds)
@@ -60,6 +66,10 @@ class ArchiveError(RuntimeError):
 
 class UnsafeArchiveError(ArchiveError):
     """An archive member would be written outside the target folder, or is a link or device."""
+
+
+class ArchiveTooLargeError(ArchiveError):
+    """An archive would expand to more than the extraction limit (``max_bytes``)."""
 
 
 class UnverifiedDownloadWarning(UserWarning):
@@ -350,14 +360,84 @@ def _check_member_name(archive: Path, name: str) -> None:
 
 
 def _link_escapes(member_name: str, link_target: str, symbolic: bool) -> bool:
+    """Whether a link's target, read as plain text from where the link lies, leaves the folder."""
+    link_target = link_target.replace("\\", "/")
     if link_target.startswith("/") or re.match(r"^[A-Za-z]:", link_target):
         return True
-    base = posixpath.dirname(member_name) if symbolic else ""
+    base = posixpath.dirname(member_name.replace("\\", "/")) if symbolic else ""
     resolved = posixpath.normpath(posixpath.join(base, link_target))
     return resolved == ".." or resolved.startswith("../")
 
 
-def _check_zip(archive: Path, zf: zipfile.ZipFile) -> int:
+def _path_key(name: str) -> str:
+    """A member path as the file system will treat it, for comparing paths: ``/`` and ``\\`` separate
+    folders, ``.`` and empty parts vanish, and case and Unicode form are folded (as on macOS and
+    Windows), so that two spellings of one path are one key. Used only to refuse, never to write."""
+    parts = [part for part in name.replace("\\", "/").split("/") if part not in ("", ".")]
+    return unicodedata.normalize("NFC", "/".join(parts)).casefold()
+
+
+def _prefixes(key: str) -> list[str]:
+    """The folders a path goes through: ``a/b/c`` -> ``a``, ``a/b``."""
+    parts = key.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def _check_tar_links(archive: Path, members: list[tarfile.TarInfo]) -> None:
+    """Refuse link chains, whatever tarfile's own filter (absent before Python 3.10.12/3.11.4) does.
+
+    Each link is checked on its own by :func:`_link_escapes`, reading its target as text. That is
+    sound only where no path goes *through* a symbolic link: ``a -> .`` then ``a/b -> ../x`` reads
+    ``x`` as text but lands outside, and a file written to ``a/b`` afterwards follows it there. So no
+    member name, no symbolic-link target and no hard-link target may pass through a symbolic link of
+    the archive (in any member order: tar creates missing folders itself), and a name that is a
+    symbolic link may not appear again as another member (it would be written through the link).
+    Then every path is a chain of real folders and its text is where it lands.
+    """
+    symlinks = {_path_key(m.name) for m in members if m.issym()}
+    if not symlinks:
+        return
+    seen: set[str] = set()
+    for member in members:
+        key = _path_key(member.name)
+        through = next((p for p in _prefixes(key) if p in symlinks), None)
+        if through is not None:
+            raise _unsafe(archive, member.name, f"lies inside the symbolic link {through!r} (a link chain could "
+                                                "lead outside the target folder)")
+        if key in symlinks and key in seen:
+            raise _unsafe(archive, member.name, "appears twice and one of them is a symbolic link (the second "
+                                                "would be written through the link)")
+        seen.add(key)
+        if member.issym() or member.islnk():
+            base = posixpath.dirname(member.name.replace("\\", "/")) if member.issym() else ""
+            target = _path_key(posixpath.join(base, member.linkname.replace("\\", "/")))
+            # the target's own text stays inside (checked before); its folders must be real ones
+            parts: list[str] = []
+            for part in target.split("/")[:-1]:
+                parts = parts[:-1] if part == ".." else parts + [part]
+                if "/".join(parts) in symlinks:
+                    kind = "symbolic" if member.issym() else "hard"
+                    raise _unsafe(archive, member.name, f"is a {kind} link through the symbolic link "
+                                                        f"{'/'.join(parts)!r} (a link chain could lead outside)")
+
+
+def _check_size(archive: Path, total: int, max_bytes: int | None) -> None:
+    if max_bytes is not None and total > max_bytes:
+        raise ArchiveTooLargeError(
+            f"refusing to extract {archive}: its members add up to {_bytes_text(total)}, more than the limit of "
+            f"{_bytes_text(max_bytes)} (a decompression bomb or the wrong file); nothing was extracted. If the "
+            f"archive is genuine, call extract(..., max_bytes=N) with a larger N."
+        )
+
+
+def _bytes_text(n: int) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit} ({n} bytes)"
+    return f"{n} bytes"
+
+
+def _check_zip(archive: Path, zf: zipfile.ZipFile, max_bytes: int | None = MAX_EXTRACTED_BYTES) -> int:
     infos = zf.infolist()
     for info in infos:
         _check_member_name(archive, info.filename)
@@ -366,11 +446,15 @@ def _check_zip(archive: Path, zf: zipfile.ZipFile) -> int:
             raise _unsafe(archive, info.filename, "is a symbolic link (toonlab extracts no links from zip files)")
         if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
             raise _unsafe(archive, info.filename, "is a device or special file")
+    # zipfile stops every member at its declared size (and checks its CRC), so the sum is a bound
+    _check_size(archive, sum(info.file_size for info in infos), max_bytes)
     return len(infos)
 
 
-def _check_tar(archive: Path, tf: tarfile.TarFile) -> int:
+def _check_tar(archive: Path, tf: tarfile.TarFile, max_bytes: int | None = MAX_EXTRACTED_BYTES) -> int:
     members = tf.getmembers()
+    sizes: dict[str, int] = {}
+    total = 0
     for member in members:
         _check_member_name(archive, member.name)
         if member.issym() and _link_escapes(member.name, member.linkname, symbolic=True):
@@ -381,15 +465,25 @@ def _check_tar(archive: Path, tf: tarfile.TarFile) -> int:
             raise _unsafe(archive, member.name, "is a device file or FIFO")
         if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
             raise _unsafe(archive, member.name, "has an unsupported member type")
+        if member.isfile():
+            sizes[_path_key(member.name)] = member.size
+            total += member.size
+        elif member.islnk():  # tarfile copies the data again where the file system refuses the link
+            total += sizes.get(_path_key(member.linkname), 0)
+    _check_tar_links(archive, members)
+    _check_size(archive, total, max_bytes)
     return len(members)
 
 
-def extract(archive: str | Path, dest: str | Path) -> Path:
+def extract(archive: str | Path, dest: str | Path, max_bytes: int | None = MAX_EXTRACTED_BYTES) -> Path:
     """Extract a zip or tar(.gz/.bz2/.xz) ``archive`` into the folder ``dest`` and return ``dest``.
 
     Every member is checked first; an absolute path, a ``..`` component, a link leaving the folder
-    (zip: any link), a device file or FIFO raises :class:`UnsafeArchiveError` before anything is
-    written. The members go to a temporary folder beside ``dest`` that is renamed to ``dest`` at the
+    (zip: any link; tar: also a chain of links, or a member written through a link), a device file
+    or FIFO raises :class:`UnsafeArchiveError` before anything is written, on every Python (tarfile's
+    own ``filter="data"`` is used as a second line where it exists). Members adding up to more than
+    ``max_bytes`` (default :data:`MAX_EXTRACTED_BYTES`; ``None``: no limit) raise
+    :class:`ArchiveTooLargeError`, also before anything is written. The members go to a temporary folder beside ``dest`` that is renamed to ``dest`` at the
     end, holding a ``.complete`` marker; a ``dest`` that already has the marker is returned as is.
     """
     archive, dest = Path(archive).expanduser(), Path(dest).expanduser()
@@ -404,11 +498,11 @@ def extract(archive: str | Path, dest: str | Path) -> Path:
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as zf:
-                count = _check_zip(archive, zf)
+                count = _check_zip(archive, zf, max_bytes)
                 zf.extractall(staging)
         elif tarfile.is_tarfile(archive):
             with tarfile.open(archive) as tf:
-                count = _check_tar(archive, tf)
+                count = _check_tar(archive, tf, max_bytes)
                 if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4: a second line of defence
                     tf.extractall(staging, filter="data")
                 else:  # pragma: no cover - older Pythons
@@ -546,12 +640,14 @@ def default_dataset_root() -> Path:
     return data_root() / "datasets"
 
 
-def prepare_dataset(name: str, root: str | Path | None = None, quiet: bool = False, keep_archive: bool = True) -> Path:
+def prepare_dataset(name: str, root: str | Path | None = None, quiet: bool = False, keep_archive: bool = True,
+                    max_bytes: int | None = MAX_EXTRACTED_BYTES) -> Path:
     """Download, verify, extract and lay out dataset ``name``; return ``root/name``.
 
     The result is ``root/name/{trainA,trainB,testA,testB}`` (wherever the archive nests them,
     e.g. ``dataset/selfie2anime/trainA``) with a ``.complete`` marker; a second call returns at once.
-    The archive stays in ``root/downloads`` unless ``keep_archive`` is False.
+    The archive stays in ``root/downloads`` unless ``keep_archive`` is False. ``max_bytes`` caps the
+    extracted size (see :func:`extract`).
     """
     asset = _lookup(DATASETS, name, "dataset")
     root = default_dataset_root() if root is None else Path(root).expanduser()
@@ -574,7 +670,7 @@ def prepare_dataset(name: str, root: str | Path | None = None, quiet: bool = Fal
     for leftover in (extracted, building):
         shutil.rmtree(leftover, ignore_errors=True)
     try:
-        extract(archive, extracted)
+        extract(archive, extracted, max_bytes=max_bytes)
         normalize_layout(extracted, building)
         validate_layout(building)
         (building / COMPLETE_MARKER).write_text(json.dumps({"dataset": name, "archive": archive.name}) + "\n")
