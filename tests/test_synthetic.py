@@ -402,3 +402,77 @@ def test_export_layout_pairs_and_refusal(tmp_path):
         export_dataset(foreign, size=32, n_train=1, n_test=1)
     export_dataset(foreign, size=32, n_train=1, n_test=1, overwrite=True)
     assert (foreign / "holiday.jpg").exists() and (foreign / "trainA" / "000000.png").exists()
+
+
+# --- export --overwrite removes only what an export wrote (issue 13, item 7) ----------------------
+
+def _snapshot(folder) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_overwrite_never_deletes_or_replaces_a_users_files(tmp_path):
+    """`toonlab export-synthetic OUT --overwrite` deleted OUT/trainA/holiday.png and replaced OUT/metadata.json."""
+    out = tmp_path / "mine"
+    (out / "trainA").mkdir(parents=True)
+    (out / "trainA" / "holiday.png").write_bytes(b"my photo")
+    (out / "trainA" / "000000.png").write_bytes(b"my photo named like an export's")
+    (out / "metadata.json").write_text('{"my": "notes"}')
+    before = _snapshot(out)
+    with pytest.raises(FileExistsError, match=r"trainA/000000\.png, trainA/holiday\.png.*Move them away"):
+        export_dataset(out, size=32, n_train=1, n_test=1, overwrite=True)
+    assert _snapshot(out) == before
+    # their metadata.json alone is refused too (it would be replaced) ...
+    (out / "trainA" / "holiday.png").unlink()
+    (out / "trainA" / "000000.png").unlink()
+    with pytest.raises(FileExistsError, match="metadata.json"):
+        export_dataset(out, size=32, n_train=1, n_test=1, overwrite=True)
+    assert (out / "metadata.json").read_text() == '{"my": "notes"}'
+
+
+def test_a_users_file_inside_a_previous_export_is_kept_and_refused(tmp_path):
+    out = export_dataset(tmp_path / "syn", size=32, n_train=2, n_test=1)
+    (out / "trainA" / "my_face.jpg").write_bytes(b"mine")
+    (out / ".DS_Store").write_bytes(b"finder")
+    (out / "trainB" / ".DS_Store").write_bytes(b"finder")
+    before = _snapshot(out)
+    for overwrite in (False, True):
+        with pytest.raises(FileExistsError, match=r"trainA/my_face\.jpg.*did not write"):
+            export_dataset(out, size=32, n_train=1, n_test=1, overwrite=overwrite)
+        assert _snapshot(out) == before
+    (out / "trainA" / "my_face.jpg").unlink()
+    export_dataset(out, size=32, n_train=1, n_test=1)  # hidden files are neither refused nor removed
+    assert sorted(p.name for p in (out / "trainA").iterdir()) == ["000000.png"]
+    assert (out / "trainB" / ".DS_Store").read_bytes() == b"finder" and (out / ".DS_Store").exists()
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["n_train"] == 1 and meta["complete"] is True
+
+
+def test_an_interrupted_export_is_recognised_and_replaced(tmp_path, monkeypatch):
+    """A kill mid-export left images but no marker: the folder was then 'not an export' for good."""
+    import toonlab.data.synthetic as synthetic
+
+    written = []
+
+    def dying_imwrite(path, image):
+        if len(written) == 3:
+            raise KeyboardInterrupt
+        written.append(path)
+        return cv2.imwrite(path, image)
+
+    monkeypatch.setattr(synthetic.cv2, "imwrite", dying_imwrite)
+    out = tmp_path / "syn"
+    with pytest.raises(KeyboardInterrupt):
+        export_dataset(out, size=32, n_train=4, n_test=1)
+    assert json.loads((out / "metadata.json").read_text())["complete"] is False
+    monkeypatch.undo()
+    export_dataset(out, size=32, n_train=2, n_test=1)  # no overwrite needed: it is our own export
+    assert sorted(p.name for p in (out / "trainA").iterdir()) == ["000000.png", "000001.png"]
+    assert json.loads((out / "metadata.json").read_text())["complete"] is True
+
+
+def test_a_failed_image_write_is_an_error_not_a_missing_file(tmp_path, monkeypatch):
+    import toonlab.data.synthetic as synthetic
+
+    monkeypatch.setattr(synthetic.cv2, "imwrite", lambda path, image: False)
+    with pytest.raises(OSError, match="could not write .*000000.png"):
+        export_dataset(tmp_path / "syn", size=32, n_train=1, n_test=1)

@@ -34,6 +34,8 @@ import colorsys
 import functools
 import json
 import math
+import os
+import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +61,9 @@ BACKGROUND_KINDS = ("gradient", "studio", "bokeh", "wall")
 PART_NAMES = ("background", "clothes", "hair", "neck", "ears", "face", "brows", "nose", "mouth", "eyes")
 EXPORT_MARKER = "toonlab.data.synthetic"
 _EXPORT_FOLDERS = ("trainA", "trainB", "testA", "testB")
+#: the names of the images an export writes (``{index:06d}.png``): the only files it ever deletes
+_EXPORT_IMAGE = re.compile(r"[0-9]{6,}\.png")
+_EXPORT_FILES = ("metadata.json", "README.txt")
 
 
 def _rgb(*values: int) -> tuple[float, float, float]:
@@ -1005,8 +1010,21 @@ def export_dataset(out_dir, size: int = 128, n_train: int = 1000, n_test: int = 
 
     trainA/trainB are unpaired (independent identities). testA holds test photos and testB their true
     cartoons with the same file names (``testA/000012.png`` <-> ``testB/000012.png``). ``metadata.json``
-    and ``README.txt`` describe the export. A non-empty folder that is not a previous export is refused
-    unless ``overwrite=True``; old PNGs in the four folders are removed before writing.
+    and ``README.txt`` describe the export.
+
+    Nothing but a previous export's own files is ever deleted or replaced:
+
+    * an empty (or new) folder, or a previous export (its ``metadata.json`` names this generator),
+      is written; of a previous export only the ``NNNNNN.png`` images in the four folders are
+      removed first, and a file it did not write there (``trainA/holiday.png``) is refused, since it
+      would join the data set;
+    * any other non-empty folder is refused unless ``overwrite=True``, which writes *beside* the
+      files there and still refuses when one of them would be deleted or replaced (a
+      ``metadata.json`` or ``README.txt``, anything in the four folders).
+
+    The marker is written before the first image, so an interrupted export is still recognised as
+    one (``"complete": false`` until the last image is written). Hidden files (``.DS_Store``) are
+    left alone.
     """
     size = check_size(size)
     if n_train < 1 or n_test < 1:
@@ -1014,15 +1032,44 @@ def export_dataset(out_dir, size: int = 128, n_train: int = 1000, n_test: int = 
     out = Path(out_dir).expanduser()
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out} exists and is not a folder; choose another out_dir")
-    if out.exists() and any(out.iterdir()) and not overwrite and not _is_export(out):
-        raise FileExistsError(
-            f"{out} is not empty and does not hold a previous synthetic export; "
-            "choose an empty folder or pass overwrite=True")
+    previous = out.is_dir() and _is_export(out)
+    if out.exists() and not previous and any(out.iterdir()):
+        if not overwrite:
+            raise FileExistsError(
+                f"{out} is not empty and does not hold a previous synthetic export; "
+                "choose an empty folder or pass overwrite=True (toonlab export-synthetic --overwrite)")
+        clashes = [out / name for name in _EXPORT_FILES if os.path.lexists(out / name)]
+        clashes += [entry for name in _EXPORT_FOLDERS for entry in _visible_entries(out / name)]
+        if clashes:
+            raise FileExistsError(
+                f"{out} is not a synthetic export, and writing one there would replace or delete "
+                f"{_names(out, clashes)}; overwrite=True writes only beside files that are not an export's "
+                "and never removes them. Move them away or choose another folder.")
+    if previous:
+        foreign = [entry for name in _EXPORT_FOLDERS for entry in _visible_entries(out / name)
+                   if not (_EXPORT_IMAGE.fullmatch(entry.name) and (entry.is_file() or entry.is_symlink()))]
+        if foreign:
+            raise FileExistsError(
+                f"{out} holds a previous synthetic export and also {_names(out, foreign)}, which the export did "
+                "not write (they would join the data set); toonlab removes only its own NNNNNN.png images. "
+                "Move them away or choose another folder.")
+    metadata = {
+        "generator": EXPORT_MARKER, "size": size, "seed": int(seed), "n_train": int(n_train),
+        "n_test": int(n_test), "folders": {
+            "trainA": "photos of identities from stream 'trainA'",
+            "trainB": "cartoons of independent identities from stream 'trainB' (unpaired with trainA)",
+            "testA": "photos of identities from stream 'test'",
+            "testB": "the true cartoons of testA, same file names (paired ground truth)"},
+        "test_paired": True, "cartoon_eye_scale": list(CARTOON_EYE_SCALE),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metadata.json").write_text(json.dumps({**metadata, "complete": False}, indent=2) + "\n")
     for name in _EXPORT_FOLDERS:
         folder = out / name
-        folder.mkdir(parents=True, exist_ok=True)
-        for old in folder.glob("*.png"):
-            old.unlink()
+        folder.mkdir(exist_ok=True)
+        if previous:
+            for old in _visible_entries(folder):  # only NNNNNN.png files (and links) are left: checked above
+                old.unlink()
     jobs = [("trainA", "trainA", i, render_photo) for i in range(n_train)]
     jobs += [("trainB", "trainB", i, render_cartoon) for i in range(n_train)]
     jobs += [(folder, "test", i, render) for i in range(n_test)
@@ -1033,17 +1080,9 @@ def export_dataset(out_dir, size: int = 128, n_train: int = 1000, n_test: int = 
         jobs = tqdm(jobs, desc="synthetic portraits", unit="img")
     for folder, stream, index, render in jobs:
         image = render(describe(seed, index, stream), size)
-        cv2.imwrite(str(out / folder / f"{index:06d}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    metadata = {
-        "generator": EXPORT_MARKER, "size": size, "seed": int(seed), "n_train": int(n_train),
-        "n_test": int(n_test), "folders": {
-            "trainA": "photos of identities from stream 'trainA'",
-            "trainB": "cartoons of independent identities from stream 'trainB' (unpaired with trainA)",
-            "testA": "photos of identities from stream 'test'",
-            "testB": "the true cartoons of testA, same file names (paired ground truth)"},
-        "test_paired": True, "cartoon_eye_scale": list(CARTOON_EYE_SCALE),
-    }
-    (out / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
+        target = out / folder / f"{index:06d}.png"
+        if not cv2.imwrite(str(target), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+            raise OSError(f"could not write {target} (is the disk full or the folder read-only?)")
     (out / "README.txt").write_text(
         f"Synthetic portraits exported by {EXPORT_MARKER} (toonlab).\n"
         f"size {size} px, seed {seed}, {n_train} train images per domain, {n_test} test pairs.\n"
@@ -1051,7 +1090,21 @@ def export_dataset(out_dir, size: int = 128, n_train: int = 1000, n_test: int = 
         "testA: test photos; testB: their true cartoons. Matching file names are the same face,\n"
         "so testB is the ground truth for translating testA (e.g. testA/000012.png <-> testB/000012.png).\n"
         "Regenerate with toonlab.data.synthetic.export_dataset(out_dir, size, n_train, n_test, seed).\n")
+    (out / "metadata.json").write_text(json.dumps({**metadata, "complete": True}, indent=2) + "\n")
     return out
+
+
+def _visible_entries(folder: Path) -> list[Path]:
+    """The entries of ``folder`` (none if it is missing), hidden ones (``.DS_Store``) left out."""
+    if not folder.is_dir():
+        return [folder] if os.path.lexists(folder) else []
+    return sorted(entry for entry in folder.iterdir() if not entry.name.startswith("."))
+
+
+def _names(out: Path, paths: list[Path], most: int = 3) -> str:
+    names = [str(p.relative_to(out)) for p in paths[:most]]
+    more = f" and {len(paths) - most} more" if len(paths) > most else ""
+    return ", ".join(names) + more
 
 
 def _is_export(folder: Path) -> bool:
