@@ -132,7 +132,7 @@ def refuse_existing_run(run_dir: Path, kind: str, overwrite: bool) -> None:
     found = existing_checkpoints(run_dir)
     if not found or overwrite:
         return
-    from toonlab.train import read_checkpoint
+    from toonlab.checkpoint import read_checkpoint
 
     try:
         state = read_checkpoint(found[-1] if found[-1].name == "latest.pt" else found[0])
@@ -161,10 +161,10 @@ def clear_run(run_dir: Path) -> list[Path]:
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
+    from toonlab.checkpoint import check_checkpoint_weights, config_from_dict, read_checkpoint, resolve_checkpoint_path
     from toonlab.models import build_config
     from toonlab.metrics.report import PHOTO, headline
-    from toonlab.train import (Trainer, check_checkpoint_weights, make_trainer, prepare_dataset_for,
-                               read_checkpoint, resolve_checkpoint_path, sample_photos)
+    from toonlab.train import Trainer, make_trainer, sample_photos
     from toonlab.viz import comparison_rows, image_rows, loss_curves, save_figure
 
     check_train_args(args)
@@ -187,9 +187,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         if overrides:
             raise CLIError("--config/--size/--batch-size cannot change a resumed run; only --lr and --hparam can")
         check_checkpoint_weights(state, resolve_checkpoint_path(args.resume))
-        from toonlab.models import build_model
-        from toonlab.train import config_from_dict
-
         config = config_from_dict(state["kind"], state["config"])
         check_hparams(args.model, config, hparams)
         run_dir = Path(args.run_dir) if args.run_dir else _run_dir_of(Path(args.resume))
@@ -202,11 +199,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         train_set, test_set = build_datasets(args.data, size, state["seed"])
         if args.overwrite:
             clear_run(run_dir)
-        model = build_model(state["kind"], config=config)
         samples = sample_photos(test_set) if test_set is not None else None
-        trainer = Trainer(model, prepare_dataset_for(model, train_set), run_dir=run_dir, seed=state["seed"],
-                          sample_images=samples, **trainer_kwargs)
-        trainer.load_checkpoint(args.resume)
+        trainer = Trainer.from_checkpoint(args.resume, train_set, run_dir=run_dir, sample_images=samples,
+                                          **trainer_kwargs)
         print(f"resumed {args.model} at step {trainer.step} from {trainer.last_checkpoint}")
     else:
         config = build_config(args.model, args.preset, **overrides)
@@ -391,8 +386,8 @@ def cmd_translate(args: argparse.Namespace) -> int:
     style_image = None
 
     if args.official:
-        from toonlab.hub import CheckpointError, load_official
-        from toonlab.train import all_finite
+        from toonlab.checkpoint import CheckpointError, all_finite
+        from toonlab.hub import load_official
 
         net = load_official(args.official, args.checkpoint, device=device)
         modules = [net] if isinstance(net, torch.nn.Module) else \
@@ -409,7 +404,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
                 return net(x)
         size = args.size
     else:
-        from toonlab.train import load_trained_model
+        from toonlab.checkpoint import load_trained_model
 
         model = load_trained_model(args.checkpoint, device)
         kind = model.kind
@@ -471,10 +466,10 @@ def cmd_translate(args: argparse.Namespace) -> int:
 # --- eval ----------------------------------------------------------------------------------------
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from toonlab.checkpoint import load_trained_model, read_checkpoint, resolve_checkpoint_path
     from toonlab.config import pick_device
     from toonlab.metrics.report import DISTRIBUTION_METRICS, evaluate_folder, format_table, write_record
     from toonlab.metrics.synthetic import Protocol
-    from toonlab.train import load_trained_model, read_checkpoint, resolve_checkpoint_path
 
     if args.n < 1:
         raise CLIError(f"--n must be >= 1, got {args.n}")
@@ -617,7 +612,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from toonlab.hub import CheckpointError
+    from toonlab.checkpoint import CheckpointError
 
     try:
         return args.func(args)

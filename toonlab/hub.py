@@ -17,6 +17,9 @@ from typing import Any, Mapping
 
 import torch
 
+# they live with the training checkpoints; `from toonlab.hub import CheckpointError` keeps working
+from toonlab.checkpoint import CheckpointError, read_state_file
+
 #: kind -> (module, function taking a state dict and returning the toonlab module)
 OFFICIAL_LOADERS = {
     "cyclegan": ("toonlab.models.cyclegan", "from_official_state_dict"),
@@ -40,32 +43,6 @@ def describe_keys(keys, limit: int = 12) -> str:
     keys = sorted(keys)
     shown = ", ".join(keys[:limit])
     return shown + (f" ... ({len(keys)} in all)" if len(keys) > limit else "")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint file is missing, unreadable, unsafe or of the wrong kind."""
-
-
-def read_state_file(path: str | Path) -> Any:
-    """``torch.load(path, map_location="cpu", weights_only=True)`` with errors that say what to do."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint file {path} does not exist")
-    if path.stat().st_size == 0:
-        raise CheckpointError(
-            f"checkpoint file {path} is empty (0 bytes): its copy or download was cut short; "
-            "copy it again, or use another checkpoint"
-        )
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        text = str(err)
-        if "Weights only load failed" in text or "Unsupported global" in text:
-            raise CheckpointError(
-                f"{path} contains pickled Python objects, not just tensors; toonlab refuses to "
-                "unpickle arbitrary code. Re-save it as a plain state_dict with torch.save(model.state_dict())"
-            ) from err
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({err.__class__.__name__}: {err})") from err
 
 
 def load_official(kind: str, path: str | Path, device: str | torch.device = "cpu"):

@@ -11,7 +11,8 @@
   the end of :meth:`Trainer.fit` and when training is interrupted (Ctrl-C, a kernel interrupt or
   SIGTERM from ``kill``, ``docker stop``, systemd or Slurm: the step in progress is finished first),
   holding models, optimisers, loss scaler, image pools, random states, step and history — loaded
-  with ``weights_only=True``; the run's config is saved beside them as ``config.json``;
+  with ``weights_only=True`` (the format, its readers and :func:`~toonlab.checkpoint.load_trained_model`
+  are in :mod:`toonlab.checkpoint`); the run's config is saved beside them as ``config.json``;
 * a NaN, infinite or absurd (> ``Trainer.max_loss``) loss stops training with a clear message that
   names the last good checkpoint and its step: the weights are checked before every checkpoint
   write, and a periodic checkpoint is written only once the next step's losses show its weights
@@ -25,28 +26,43 @@ import dataclasses
 import inspect
 import json
 import math
-import random
 import shlex
 import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
-import numpy as np
 import torch
 
 from toonlab import __version__
+# the checkpoint format, files and readers live in toonlab.checkpoint; the names the loop does not
+# use itself are re-exported so `from toonlab.train import load_trained_model, read_checkpoint` keeps working
+from toonlab.checkpoint import (  # noqa: F401
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    LATEST,
+    CheckpointError,
+    all_finite,
+    atomic_save,
+    atomic_write_text,
+    capture_rng_state,
+    check_checkpoint_weights,
+    config_differences,
+    config_from_dict,
+    load_model_weights,
+    load_trained_model,
+    non_finite_names,
+    read_checkpoint,
+    read_state_file,
+    resolve_checkpoint_path,
+    restore_rng_state,
+)
 from toonlab.config import pick_device, seed_everything
 from toonlab.data.loader import make_loader, steps_per_epoch
-from toonlab.hub import CheckpointError, read_state_file
-from toonlab.io import atomic_write, remove_stale_temporaries
-from toonlab.models import build_model, model_module
+from toonlab.io import remove_stale_temporaries
+from toonlab.models import build_model
 from toonlab.models.base import Precision, TranslationModel
-
-CHECKPOINT_FORMAT = "toonlab-checkpoint"
-CHECKPOINT_VERSION = 1
-LATEST = "latest.pt"
 
 
 class TrainingDiverged(RuntimeError):
@@ -66,166 +82,6 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 #: signals that mean "stop after this step" during :meth:`Trainer.fit`
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM") if hasattr(signal, name))
-
-
-# --- finite weights ----------------------------------------------------------------------------
-
-def all_finite(tensors: Iterable[torch.Tensor]) -> bool:
-    """True when every floating-point tensor holds only finite values (no NaN, no inf).
-
-    Cheap: one fused norm per device (``torch._foreach_norm``) and one host sync; only when a norm is
-    not finite (NaN/inf weights, or huge finite ones whose norm overflows) are the tensors checked
-    element by element.
-    """
-    groups: dict[torch.device, list[torch.Tensor]] = {}
-    for t in tensors:
-        if isinstance(t, torch.Tensor) and (t.is_floating_point() or t.is_complex()) and t.numel():
-            groups.setdefault(t.device, []).append(t.detach())
-    for group in groups.values():
-        try:
-            norms = torch._foreach_norm(group)
-            fine = bool(torch.stack([n.float() for n in norms]).isfinite().all())
-        except (AttributeError, RuntimeError, TypeError):
-            fine = False
-        if not fine and not all(bool(t.isfinite().all()) for t in group):
-            return False
-    return True
-
-
-def non_finite_names(state: dict[str, Any], limit: int = 5) -> list[str]:
-    """Names of the tensors of a state dict that hold NaN or infinite values (at most ``limit``)."""
-    if all_finite(v for v in state.values() if isinstance(v, torch.Tensor)):
-        return []
-    bad = [k for k, v in state.items() if isinstance(v, torch.Tensor) and (v.is_floating_point() or v.is_complex())
-           and not bool(v.isfinite().all())]
-    return bad[:limit] + ([f"... ({len(bad)} in all)"] if len(bad) > limit else [])
-
-
-# --- random state ------------------------------------------------------------------------------
-
-def capture_rng_state() -> dict[str, Any]:
-    """Python, NumPy, torch CPU and CUDA random states, as tensors/lists (``weights_only``-safe)."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {
-        "python": random.getstate(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
-    return state
-
-
-def restore_rng_state(state: dict[str, Any]) -> None:
-    """Inverse of :func:`capture_rng_state`."""
-    random.setstate(_as_tuple(state["python"]))
-    n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
-    torch.set_rng_state(state["torch"])
-    if state.get("cuda") and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _as_tuple(value):
-    if isinstance(value, list):
-        return tuple(_as_tuple(v) for v in value)
-    if isinstance(value, tuple):
-        return tuple(_as_tuple(v) for v in value)
-    return value
-
-
-# --- atomic files ------------------------------------------------------------------------------
-
-def atomic_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` into a temporary file in the same folder, fsync, then rename over ``path``.
-
-    A crash or a full disk while writing leaves the previous file intact.
-    """
-    return atomic_write(path, lambda handle: torch.save(obj, handle))
-
-
-def atomic_write_text(text: str, path: str | Path) -> Path:
-    """Write a UTF-8 text file atomically (temporary file + rename)."""
-    return atomic_write(path, lambda handle: handle.write(text.encode("utf-8")), fsync=False)
-
-
-# --- checkpoints -------------------------------------------------------------------------------
-
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a toonlab training checkpoint (``weights_only=True``); a run folder means its ``latest.pt``."""
-    path = resolve_checkpoint_path(path)
-    state = read_state_file(path)
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(
-            f"{path} is not a toonlab training checkpoint (no '{CHECKPOINT_FORMAT}' marker). "
-            "Official reference weights load with toonlab.hub.load_official(kind, path) instead"
-        )
-    if state.get("version", 0) > CHECKPOINT_VERSION:
-        raise CheckpointError(f"{path} was written by a newer toonlab (format {state['version']}); upgrade toonlab")
-    return state
-
-
-def resolve_checkpoint_path(path: str | Path) -> Path:
-    """``run_dir`` -> ``run_dir/checkpoints/latest.pt``; a file path is returned unchanged."""
-    path = Path(path).expanduser()
-    if path.is_dir():
-        for candidate in (path / "checkpoints" / LATEST, path / LATEST):
-            if candidate.is_file():
-                return candidate
-        raise CheckpointError(f"no checkpoint in {path}: expected {path / 'checkpoints' / LATEST}")
-    return path
-
-
-def config_from_dict(kind: str, values: dict[str, Any]):
-    """Rebuild the model config dataclass of ``kind`` from a saved dict (unknown fields are an error)."""
-    cls = model_module(kind).Config
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise CheckpointError(f"checkpoint config has fields this toonlab's {kind} does not know: {', '.join(unknown)}")
-    return cls(**values)
-
-
-def config_differences(saved: dict[str, Any], current: dict[str, Any], ignore: Iterable[str] = ()) -> list[str]:
-    """Human-readable list of fields whose values differ, ignoring tunable hyper-parameters."""
-    ignore = set(ignore)
-    diffs = []
-    for key in sorted(set(saved) | set(current)):
-        if key in ignore:
-            continue
-        if saved.get(key, "<missing>") != current.get(key, "<missing>"):
-            diffs.append(f"{key}: checkpoint {saved.get(key, '<missing>')!r} vs this run {current.get(key, '<missing>')!r}")
-    return diffs
-
-
-def load_trained_model(path: str | Path, device: str | torch.device | None = None) -> TranslationModel:
-    """The model stored in a toonlab checkpoint, in eval mode, ready for :meth:`translate`."""
-    state = read_checkpoint(path)
-    config = config_from_dict(state["kind"], state["config"])
-    model = build_model(state["kind"], config=config)
-    _load_model_weights(model, state, resolve_checkpoint_path(path))
-    return model.to(pick_device(device)).eval()
-
-
-def check_checkpoint_weights(state: dict[str, Any], path: str | Path) -> None:
-    """Raise a :class:`CheckpointError` when the model weights of a checkpoint are NaN or infinite."""
-    weights = state.get("model")
-    bad = non_finite_names(weights) if isinstance(weights, dict) else []
-    if bad:
-        raise CheckpointError(
-            f"{path} holds NaN or infinite weights ({', '.join(bad)}): training had diverged before it "
-            "was saved, and its outputs would be black or noise. Use an earlier checkpoint "
-            "(step_XXXXXXXX.pt with --keep-checkpoints) or train again with a lower learning rate"
-        )
-
-
-def _load_model_weights(model: TranslationModel, state: dict[str, Any], path: Path) -> None:
-    check_checkpoint_weights(state, path)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as err:
-        raise CheckpointError(f"the weights in {path} do not fit this {model.kind} model: {err}") from err
 
 
 # --- the trainer -------------------------------------------------------------------------------
@@ -588,7 +444,10 @@ class Trainer:
     def load_checkpoint(self, path: str | Path, strict_config: bool = True) -> None:
         """Continue from a checkpoint of the same model kind and config (hyper-parameters may differ)."""
         path = resolve_checkpoint_path(path)
-        state = read_checkpoint(path)
+        self._load_state(read_checkpoint(path), path, strict_config)
+
+    def _load_state(self, state: dict[str, Any], path: Path, strict_config: bool = True) -> None:
+        """:meth:`load_checkpoint` of the checkpoint ``state`` already read from ``path``."""
         if state["kind"] != self.model.kind:
             raise CheckpointError(
                 f"{path} holds a {state['kind']} checkpoint but this trainer runs {self.model.kind}; "
@@ -600,7 +459,7 @@ class Trainer:
                 f"{path} was trained with another {state['kind']} config:\n  " + "\n  ".join(diffs)
                 + "\nBuild the model from the checkpoint's own config with Trainer.from_checkpoint(path, dataset)"
             )
-        _load_model_weights(self.model, state, path)
+        load_model_weights(self.model, state, path)
         for name, opt in self.model.optimizers.items():
             if name not in state["optimizers"]:
                 raise CheckpointError(f"{path} has no state for optimizer {name!r}")
@@ -617,13 +476,18 @@ class Trainer:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, dataset, **kwargs: Any) -> "Trainer":
-        """A trainer whose model is rebuilt from the checkpoint's config, then resumed from it."""
+        """A trainer whose model is rebuilt from the checkpoint's config, then resumed from it.
+
+        ``path``: a checkpoint file or a run folder (its ``checkpoints/latest.pt``). ``dataset`` is
+        wrapped for the model as :func:`make_trainer` does (CartoonGAN's edge-smoothed cartoons);
+        ``kwargs`` go to :class:`Trainer` (``seed`` defaults to the checkpoint's).
+        """
         path = resolve_checkpoint_path(path)
         state = read_checkpoint(path)
         model = build_model(state["kind"], config=config_from_dict(state["kind"], state["config"]))
         kwargs.setdefault("seed", state["seed"])
-        trainer = cls(model, dataset, **kwargs)
-        trainer.load_checkpoint(path)
+        trainer = cls(model, prepare_dataset_for(model, dataset), **kwargs)
+        trainer._load_state(state, path)
         return trainer
 
 

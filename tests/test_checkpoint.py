@@ -1,0 +1,55 @@
+"""toonlab.checkpoint owns the checkpoint format; train and hub re-export its names; hub does not import the loop."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import toonlab.checkpoint as checkpoint
+import toonlab.hub as hub
+import toonlab.train as train
+
+MOVED_FROM_TRAIN = (
+    "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "LATEST", "CheckpointError", "all_finite", "atomic_save",
+    "atomic_write_text", "capture_rng_state", "check_checkpoint_weights", "config_differences", "config_from_dict",
+    "load_trained_model", "non_finite_names", "read_checkpoint", "read_state_file", "resolve_checkpoint_path",
+    "restore_rng_state",
+)
+
+
+@pytest.mark.parametrize("name", MOVED_FROM_TRAIN)
+def test_train_re_exports_the_checkpoint_names(name):
+    assert getattr(train, name) is getattr(checkpoint, name)
+
+
+def test_hub_re_exports_the_checkpoint_error_and_reader():
+    assert hub.CheckpointError is checkpoint.CheckpointError
+    assert hub.read_state_file is checkpoint.read_state_file
+
+
+def _modules_loaded_by(module: str) -> set[str]:
+    code = f"import sys, {module}; print(' '.join(m for m in sys.modules if m.startswith('toonlab')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return set(out.split())
+
+
+def test_import_boundaries():
+    """hub imports nothing from train."""
+    hub_loads = _modules_loaded_by("toonlab.hub")
+    assert "toonlab.train" not in hub_loads
+
+
+def test_from_checkpoint_wraps_the_dataset_for_the_model(tmp_path):
+    """CartoonGAN resumed from a checkpoint with plain photos/cartoons gets its edge-smoothed twins."""
+    from toonlab.data.edges import EdgePromotedDataset
+
+    first = train.make_trainer("cartoongan", "fast", progress=False, n_samples=1, run_dir=tmp_path)
+    first.save_checkpoint()
+    plain = first.dataset.dataset
+    assert not isinstance(plain, EdgePromotedDataset)
+    resumed = train.Trainer.from_checkpoint(tmp_path, plain, progress=False)
+    assert isinstance(resumed.dataset, EdgePromotedDataset)
+    assert resumed.last_checkpoint == tmp_path / "checkpoints" / checkpoint.LATEST
