@@ -1,4 +1,4 @@
-"""toonlab.checkpoint owns the checkpoint format; train and hub re-export its names; hub does not import the loop."""
+"""toonlab.checkpoint owns the checkpoint format; train and hub re-export its names; the import boundaries hold."""
 
 from __future__ import annotations
 
@@ -30,6 +30,13 @@ def test_hub_re_exports_the_checkpoint_error_and_reader():
     assert hub.read_state_file is checkpoint.read_state_file
 
 
+def test_image_pool_is_a_shared_block_still_importable_from_cyclegan():
+    from toonlab.models import cartoongan, cyclegan
+    from toonlab.nn import ImagePool
+
+    assert cyclegan.ImagePool is ImagePool and cartoongan.ImagePool is ImagePool
+
+
 def _modules_loaded_by(module: str) -> set[str]:
     code = f"import sys, {module}; print(' '.join(m for m in sys.modules if m.startswith('toonlab')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -37,9 +44,14 @@ def _modules_loaded_by(module: str) -> set[str]:
 
 
 def test_import_boundaries():
-    """hub imports nothing from train."""
+    """hub imports nothing from train; no model imports another model or the loop."""
     hub_loads = _modules_loaded_by("toonlab.hub")
     assert "toonlab.train" not in hub_loads
+    kinds = ("cyclegan", "cartoongan", "munit", "animegan2")
+    for kind in kinds:
+        loaded = _modules_loaded_by(f"toonlab.models.{kind}")
+        others = {f"toonlab.models.{k}" for k in kinds if k != kind} | {"toonlab.train"}
+        assert not loaded & others, (kind, loaded & others)
 
 
 def test_from_checkpoint_wraps_the_dataset_for_the_model(tmp_path):

@@ -1,4 +1,5 @@
-"""Building blocks shared by the models: normalisations, padding, conv blocks, residual blocks, init.
+"""Building blocks shared by the models: normalisations, padding, conv blocks, residual blocks, init,
+the image pool of generated images the discriminators see (CycleGAN, CartoonGAN).
 
 Each block keeps the attribute names and ``nn.Sequential`` indices of the reference code it comes
 from, so published checkpoints load without renaming (reference-models.md §1.1, §2.1, §8).
@@ -7,6 +8,8 @@ Notebook 01 §"Blocks" rebuilds :class:`ResnetBlock`; notebook 03 §"AdaIN" rebu
 """
 
 from __future__ import annotations
+
+from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -232,3 +235,62 @@ def set_requires_grad(modules, flag: bool) -> None:
     for m in modules:
         for p in m.parameters():
             p.requires_grad_(flag)
+
+
+# --- image pool ----------------------------------------------------------------------------------
+
+
+class ImagePool:
+    """History of generated images that the discriminators see (Shrivastava et al. 2017; CycleGAN paper §4).
+
+    Per image of a batch, as the official ``util/image_pool.py``: while fewer than ``pool_size``
+    images are stored, store it and return it; once full, with probability 1/2 return a random stored
+    image and put the new one in its place, else return the new image. ``pool_size=0`` returns the
+    batch unchanged. The coin flips come from an own ``torch.Generator`` whose state is part of
+    :meth:`state_dict`, so a resumed run draws exactly what an uninterrupted run would.
+    Notebook 01 §"Discriminator loss and the image pool".
+    """
+
+    def __init__(self, pool_size: int = 50, seed: int = 0):
+        if pool_size < 0:
+            raise ValueError(f"pool_size must be >= 0, got {pool_size}")
+        self.pool_size = int(pool_size)
+        self.images: list[torch.Tensor] = []
+        self.generator = torch.Generator().manual_seed(int(seed))
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def query(self, images: torch.Tensor) -> torch.Tensor:
+        """Return a batch of the same size: new images while filling, then a 50/50 mix with the history."""
+        images = images.detach()
+        if self.pool_size == 0 or images.size(0) == 0:
+            return images
+        returned = []
+        for image in images:
+            image = image.unsqueeze(0).clone()
+            if len(self.images) < self.pool_size:
+                self.images.append(image)
+                returned.append(image)
+            elif torch.rand(1, generator=self.generator).item() > 0.5:
+                index = int(torch.randint(self.pool_size, (1,), generator=self.generator).item())
+                returned.append(self.images[index].to(device=images.device, dtype=images.dtype))
+                self.images[index] = image
+            else:
+                returned.append(image)
+        return torch.cat(returned, 0)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Pool size, stored images (one CPU tensor, ``(n, C, H, W)``) and the generator state."""
+        stored = torch.cat([im.cpu() for im in self.images], 0) if self.images else torch.empty(0)
+        return {"pool_size": self.pool_size, "images": stored, "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if int(state["pool_size"]) != self.pool_size:
+            raise ValueError(
+                f"the saved image pool holds up to {state['pool_size']} images but this one {self.pool_size}; "
+                "build the model with the pool_size of the checkpoint"
+            )
+        stored = state["images"]
+        self.images = [stored[i : i + 1].clone() for i in range(stored.size(0))] if stored.numel() else []
+        self.generator.set_state(state["generator"].clone())

@@ -33,8 +33,7 @@ from toonlab.data.edges import EdgePromotedDataset
 from toonlab.hub import describe_keys
 from toonlab.losses import GAN_MODES, VGG19_LAYERS, GANLoss, load_vgg_features
 from toonlab.models.base import Precision, TranslationModel, eval_forward
-from toonlab.models.cyclegan import ImagePool
-from toonlab.nn import ResnetBlock, init_weights, make_norm, set_requires_grad
+from toonlab.nn import ImagePool, ResnetBlock, init_weights, make_norm, set_requires_grad
 
 #: eps of the official generator's instance norm (the PyTorch port of the published weights)
 OFFICIAL_NORM_EPS = 1e-9
