@@ -44,14 +44,29 @@ def _modules_loaded_by(module: str) -> set[str]:
 
 
 def test_import_boundaries():
-    """hub imports nothing from train; no model imports another model or the loop."""
+    """hub imports nothing from train; train no dataset module; no model another model or the loop."""
     hub_loads = _modules_loaded_by("toonlab.hub")
     assert "toonlab.train" not in hub_loads
+    train_loads = _modules_loaded_by("toonlab.train")
+    assert not {m for m in train_loads if m.startswith("toonlab.data.")} - {"toonlab.data.loader"}
     kinds = ("cyclegan", "cartoongan", "munit", "animegan2")
     for kind in kinds:
         loaded = _modules_loaded_by(f"toonlab.models.{kind}")
         others = {f"toonlab.models.{k}" for k in kinds if k != kind} | {"toonlab.train"}
         assert not loaded & others, (kind, loaded & others)
+
+
+def test_make_trainer_default_data_comes_from_toonlab_data():
+    from toonlab.data import load_datasets
+    from toonlab.data.synthetic import SyntheticPortraits
+
+    train_set, test_set = load_datasets(size=32, seed=3)
+    assert isinstance(train_set, SyntheticPortraits) and train_set.split == "train" and train_set.seed == 3
+    assert isinstance(test_set, SyntheticPortraits) and test_set.split == "test" and test_set.size == 32
+    trainer = train.make_trainer("cyclegan", "fast", seed=3, progress=False, n_samples=2)
+    assert isinstance(trainer.dataset, SyntheticPortraits) and trainer.dataset.seed == 3
+    assert torch.equal(trainer.sample_images, train.sample_photos(
+        SyntheticPortraits(size=trainer.dataset.size, split="test", seed=3), 2))
 
 
 def test_from_checkpoint_wraps_the_dataset_for_the_model(tmp_path):

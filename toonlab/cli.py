@@ -22,7 +22,6 @@ from typing import Any, Sequence
 from toonlab.config import PRESETS
 from toonlab.models import MODEL_KINDS
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 #: largest --size accepted (an image side in pixels): beyond it a single activation needs tens of GB
 MAX_SIZE = 4096
 
@@ -59,22 +58,6 @@ def cmd_export_synthetic(args: argparse.Namespace) -> int:
 
 
 # --- train ---------------------------------------------------------------------------------------
-
-def build_datasets(data: str, size: int, seed: int):
-    """Training and test datasets: ``synthetic`` (built in) or a folder with trainA/trainB/testA/testB."""
-    if data == "synthetic":
-        from toonlab.data.synthetic import SyntheticPortraits
-
-        return SyntheticPortraits(size=size, split="train", seed=seed), SyntheticPortraits(size=size, split="test", seed=seed)
-    from toonlab.data.folders import UnpairedImageFolder
-
-    train = UnpairedImageFolder(data, size=size, split="train")
-    try:
-        test = UnpairedImageFolder(data, size=size, split="test")
-    except ValueError:
-        test = None
-    return train, test
-
 
 def check_train_args(args: argparse.Namespace) -> None:
     """Refuse impossible numbers before anything is read or written (one line each, no traceback)."""
@@ -162,6 +145,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     from toonlab.checkpoint import check_checkpoint_weights, config_from_dict, read_checkpoint, resolve_checkpoint_path
+    from toonlab.data import load_datasets
     from toonlab.models import build_config
     from toonlab.metrics.report import PHOTO, headline
     from toonlab.train import Trainer, make_trainer, sample_photos
@@ -196,7 +180,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         else:
             refuse_existing_run(run_dir, args.model, args.overwrite)  # continuing into another run's folder
         size = state["config"]["image_size"]
-        train_set, test_set = build_datasets(args.data, size, state["seed"])
+        train_set, test_set = load_datasets(args.data, size, state["seed"])
         if args.overwrite:
             clear_run(run_dir)
         samples = sample_photos(test_set) if test_set is not None else None
@@ -208,7 +192,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         check_hparams(args.model, config, hparams)
         run_dir = Path(args.run_dir or f"runs/{args.model}-{args.preset or 'default'}")
         refuse_existing_run(run_dir, args.model, args.overwrite)
-        train_set, test_set = build_datasets(args.data, int(config.image_size), args.seed)
+        train_set, test_set = load_datasets(args.data, int(config.image_size), args.seed)
         if args.overwrite and (removed := clear_run(run_dir)):
             print(f"--overwrite: deleted the previous run in {run_dir} ({len(removed)} file(s))")
         trainer = make_trainer(args.model, config=config, dataset=train_set, test_dataset=test_set,
@@ -343,18 +327,20 @@ def _same_path(a: Path, b: Path) -> bool:
 
 def _walk_images(folder: Path, skip: Path | None = None) -> list[Path]:
     """Image files under ``folder`` (sub-folders included, hidden files left out), not those under ``skip``."""
+    from toonlab.data.folders import IMAGE_EXTENSIONS
+
     skip_resolved = skip.resolve() if skip is not None else None
     files = []
     for path in sorted(folder.rglob("*")):
         rel = path.relative_to(folder)
-        if any(part.startswith(".") for part in rel.parts) or path.suffix.lower() not in IMAGE_SUFFIXES:
+        if any(part.startswith(".") for part in rel.parts) or path.suffix.lower() not in IMAGE_EXTENSIONS:
             continue
         if skip_resolved is not None and skip_resolved in path.resolve().parents:
             continue
         if path.is_file():
             files.append(path)
     if not files:
-        raise CLIError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {folder}")
+        raise CLIError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) found in {folder}")
     return files
 
 

@@ -59,6 +59,7 @@ from toonlab.checkpoint import (  # noqa: F401
     restore_rng_state,
 )
 from toonlab.config import pick_device, seed_everything
+from toonlab.data import load_datasets
 from toonlab.data.loader import make_loader, steps_per_epoch
 from toonlab.io import remove_stale_temporaries
 from toonlab.models import build_model
@@ -512,17 +513,14 @@ def make_trainer(kind: str, preset: str | None = None, dataset=None, test_datase
                  config=None, n_samples: int = 8, **trainer_kwargs: Any) -> Trainer:
     """Seed everything, build ``kind`` from ``preset`` (or ``config``), and wrap it in a :class:`Trainer`.
 
-    Without ``dataset`` the built-in synthetic portraits at the preset's image size are used, with
-    their test split as the fixed sample batch.
+    Without ``dataset`` the default data (:func:`toonlab.data.load_datasets`: the built-in synthetic
+    portraits) at the preset's image size are used, with their test split as the fixed sample batch.
     """
     seed_everything(seed)
     model = build_model(kind, preset, config=config)
-    size = int(model.config.image_size)
     if dataset is None:
-        from toonlab.data.synthetic import SyntheticPortraits
-
-        dataset = SyntheticPortraits(size=size, split="train", seed=seed)
-        test_dataset = test_dataset or SyntheticPortraits(size=size, split="test", seed=seed)
+        dataset, default_test = load_datasets(size=int(model.config.image_size), seed=seed)
+        test_dataset = test_dataset or default_test
     dataset = prepare_dataset_for(model, dataset)
     if test_dataset is not None and "sample_images" not in trainer_kwargs:
         trainer_kwargs["sample_images"] = sample_photos(test_dataset, n_samples)
