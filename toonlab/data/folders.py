@@ -682,16 +682,6 @@ def square_box(box: tuple[int, int, int, int], image_size: tuple[int, int], marg
     return left, top, left + side, top + side
 
 
-def crop_face(image: Image.Image, size: int = 256, margin: float = 0.4, detector=None, min_face: int = 40) -> Image.Image | None:
-    """The largest face of ``image`` as a ``size`` x ``size`` RGB crop, or None if no face is found."""
-    image = to_rgb(image)
-    boxes = detect_faces(image, detector, min_face=min_face)
-    if not boxes:
-        return None
-    crop = image.crop(square_box(boxes[0], image.size, margin))
-    return crop.resize((size, size), Image.Resampling.LANCZOS)
-
-
 def crop_faces(
     source: str | Path,
     dest: str | Path,

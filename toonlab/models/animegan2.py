@@ -28,7 +28,7 @@ from PIL import Image
 from torch import nn
 from torchvision.transforms.functional import to_pil_image, to_tensor
 
-from toonlab.hub import strip_wrapper_prefixes
+from toonlab.hub import describe_keys, strip_wrapper_prefixes
 from toonlab.nn import make_padding
 
 #: The smallest height/width the generator accepts: after the two stride-2 convs the 3x3 reflection
@@ -182,8 +182,8 @@ def from_official_state_dict(state: Mapping[str, torch.Tensor]) -> Generator:
     if missing or unexpected:
         raise ValueError(
             "not an AnimeGANv2 Generator state dict: "
-            f"{len(missing)} missing key(s) {_preview(missing)}, "
-            f"{len(unexpected)} unexpected key(s) {_preview(unexpected)}. "
+            f"{len(missing)} missing key(s) [{describe_keys(missing, limit=5)}], "
+            f"{len(unexpected)} unexpected key(s) [{describe_keys(unexpected, limit=5)}]. "
             "Pass one of the published weights/*.pt files or a toonlab.models.animegan2.Generator().state_dict()"
         )
     wrong = [
@@ -193,7 +193,8 @@ def from_official_state_dict(state: Mapping[str, torch.Tensor]) -> Generator:
         if not isinstance(value, torch.Tensor) or value.shape != expected[key].shape
     ]
     if wrong:
-        raise ValueError(f"AnimeGANv2 state dict has {len(wrong)} wrongly shaped value(s): {_preview(wrong)}")
+        raise ValueError(f"AnimeGANv2 state dict has {len(wrong)} wrongly shaped value(s): "
+                         f"[{describe_keys(wrong, limit=5)}]")
     model.load_state_dict(state, strict=True)
     return model.eval()
 
@@ -240,9 +241,3 @@ def face2paint(
 def _same_device(actual: torch.device, wanted: torch.device) -> bool:
     """``cuda:0`` matches ``cuda`` (an unindexed device means the current one)."""
     return actual.type == wanted.type and (wanted.index is None or actual.index == wanted.index)
-
-
-def _preview(keys: list[str], limit: int = 5) -> str:
-    """``[a, b, c, ...]`` showing at most ``limit`` entries."""
-    shown = ", ".join(keys[:limit])
-    return f"[{shown}{', ...' if len(keys) > limit else ''}]"
