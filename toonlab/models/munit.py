@@ -955,7 +955,7 @@ def from_official_state_dict(state: Mapping[str, Any]) -> MUNITGenerators:
     if not isinstance(state, Mapping):
         raise ValueError(f"expected a dict {{'a': ..., 'b': ...}}, got a {type(state).__name__}")
     if state.get("format") == "toonlab-checkpoint":
-        raise ValueError("this is a toonlab training checkpoint; load it with toonlab.train.load_trained_model(path)")
+        raise ValueError("this is a toonlab training checkpoint; load it with toonlab.checkpoint.load_trained_model(path)")
     if set(state) >= {"gen", "dis"} and "a" not in state:
         raise ValueError("this is an official optimizer.pt ({'gen', 'dis'}); load the generator file gen_*.pt instead")
     missing = [k for k in ("a", "b") if k not in state]
