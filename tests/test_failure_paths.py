@@ -422,3 +422,61 @@ def test_run_files_get_normal_permissions_and_stale_temporaries_are_swept(tmp_pa
     keep.write_text("mine")
     make_trainer("cyclegan", "fast", run_dir=run, progress=False)
     assert not any(path.exists() for path in stale) and keep.exists()
+
+
+# --- 7. history.json is written with the checkpoint -----------------------------------------------
+
+class _Killed(BaseException):
+    """A simulated kill -9 at one point of a checkpoint write."""
+
+
+def test_history_json_never_lacks_a_step_the_checkpoint_holds_after_a_kill(tmp_path, one_thread, monkeypatch):
+    """Kill the save at each of its file operations in turn: the pair on disk must still agree.
+
+    The checkpoint was renamed first and history.json written after it (and after the step_N.pt
+    copy), so a kill in between left a history.json that lacked the checkpoint's last steps.
+    """
+    import json
+    import tempfile
+
+    import toonlab.io as toonlab_io
+
+    trainer = make_trainer("cyclegan", "fast", run_dir=tmp_path, checkpoint_every=1000, keep_checkpoints=True,
+                           progress=False, device="cpu")
+    events: list[str] = []
+    kill_at = {"event": None}
+
+    def counted(name, real):
+        def wrapper(*args, **kwargs):
+            events.append(name)
+            if len(events) == kill_at["event"]:
+                raise _Killed(name)
+            return real(*args, **kwargs)
+        return wrapper
+
+    for module, name in ((tempfile, "mkstemp"), (os, "fsync"), (os, "replace"), (torch, "save")):
+        monkeypatch.setattr(module, name, counted(name, getattr(module, name)))
+
+    def on_disk() -> tuple[list, list]:
+        return json.loads((tmp_path / "history.json").read_text()), read_checkpoint(tmp_path)["history"]
+
+    trainer.fit(1)  # one step, then its checkpoint (and history.json)
+    events.clear()
+    trainer.fit(1)
+    operations = len(events)  # the file operations of one step's save
+    assert operations >= 8
+    outcomes = []
+    for event in range(1, operations + 1):
+        events.clear()
+        kill_at["event"] = event
+        with pytest.raises(_Killed):
+            trainer.fit(1)  # the step is done (in memory), the kill hits its save
+        kill_at["event"] = None
+        file_history, checkpoint_history = on_disk()
+        assert file_history[:len(checkpoint_history)] == checkpoint_history, f"history.json lags after kill {event}"
+        outcomes.append(len(file_history) - len(checkpoint_history))
+        trainer.save_checkpoint()  # a clean save: the pair is equal again
+        assert on_disk()[0] == on_disk()[1] and len(on_disk()[1]) == trainer.step
+    # equal after every kill but the one between the pair's two renames (then history.json is 1 step ahead)
+    assert sorted(outcomes)[:-1] == [0] * (operations - 1) and outcomes.count(1) <= 1
+    assert not list(tmp_path.rglob("*.tmp"))  # an interrupted write removes its temporary files

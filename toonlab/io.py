@@ -6,7 +6,7 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Sequence
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], fsync: bool = True) -> Path:
@@ -14,7 +14,34 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], fsync: boo
 
     The previous file (if any) stays intact until the new one is complete.
     """
-    path = Path(path)
+    return atomic_write_all([(path, write, fsync)])[0]
+
+
+def atomic_write_all(files: Sequence[tuple[str | Path, Callable[[BinaryIO], None], bool]]) -> list[Path]:
+    """:func:`atomic_write` of several ``(path, write, fsync)`` files that belong together.
+
+    Every temporary file is written completely before the first rename, then they are renamed in
+    the given order, one system call after the other. An error or a kill while writing leaves all
+    the old files as they were; only a kill between two renames (no work is done there) leaves the
+    first files new and the later ones old -- so put the one that commits the set last.
+    """
+    staged: list[tuple[str, Path]] = []
+    try:
+        for path, write, fsync in files:
+            path = Path(path)
+            staged.append((_write_temporary(path, write, fsync), path))
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _path in staged:
+            with contextlib.suppress(OSError):  # a renamed one is gone already
+                os.unlink(tmp)
+        raise
+    return [path for _tmp, path in staged]
+
+
+def _write_temporary(path: Path, write: Callable[[BinaryIO], None], fsync: bool) -> str:
+    """A complete temporary copy of the new ``path`` (``.NAME.*.tmp`` beside it); its name."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -24,12 +51,11 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], fsync: boo
             if fsync:
                 handle.flush()
                 os.fsync(handle.fileno())
-        os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    return path
+    return tmp
 
 
 def _umask() -> int:

@@ -433,11 +433,27 @@ class Trainer:
             )
 
     def _write_state(self, state: dict[str, Any], path: Path) -> Path:
-        path = atomic_save(state, path)
+        """Write ``state`` to ``path`` and ``run_dir/history.json`` together, then the kept ``step_N.pt`` copy.
+
+        The checkpoint holds the history; ``history.json`` is a readable copy of it, taken from this
+        same ``state``. Both are written to complete temporary files first and renamed only then,
+        ``history.json`` first and the checkpoint last (the checkpoint commits the pair): a kill or an
+        error while writing leaves both old, and a kill between the two renames (one system call
+        apart, nothing done in between) leaves ``history.json`` one checkpoint ahead, never behind -- the
+        checkpoint's history is always a prefix of the file's (the file never lacks a step the
+        checkpoint holds). A resumed run writes both anew from the checkpoint at its next save. The
+        optional ``step_N.pt`` copy comes after the pair; it holds its own history.
+        """
+        from toonlab.io import atomic_write_all  # local: the pair's order is this function's business
+
+        files = []
+        if self.run_dir is not None:
+            history = json.dumps(state["history"]).encode("utf-8")
+            files.append((self.run_dir / "history.json", lambda handle: handle.write(history), False))
+        files.append((Path(path), lambda handle: torch.save(state, handle), True))
+        path = atomic_write_all(files)[-1]
         if self.keep_checkpoints and path.name == LATEST:
             atomic_save(state, path.parent / f"step_{state['step']:08d}.pt")
-        if self.run_dir is not None:
-            atomic_write_text(json.dumps(state["history"]), self.run_dir / "history.json")
         self.last_checkpoint = path
         self.last_checkpoint_step = int(state["step"])
         return path
