@@ -17,8 +17,10 @@ from toonlab.models.cyclegan import (
     Model,
     NLayerDiscriminator,
     ResnetGenerator,
+    FLAT_STEP,
     colour_anchor_loss,
     cycle_loss,
+    flatness_loss,
     discriminator_loss,
     identity_loss,
 )
@@ -336,7 +338,8 @@ def test_loss_weights_scale_terms_and_hparams_apply_next_step():
     model = fast_model()
     model.train_step(batch, Precision(), 0)
     model.set_hparams(lambda_a=0.0, lambda_b=0.0, lr=1e-3)
-    assert model.hparams == {"lr": 1e-3, "lambda_a": 0.0, "lambda_b": 0.0, "lambda_identity": 0.5, "lambda_colour": 0.0}
+    assert model.hparams == {"lr": 1e-3, "lambda_a": 0.0, "lambda_b": 0.0, "lambda_identity": 0.5, "lambda_colour": 0.0,
+                             "lambda_flat": 0.0}
     model.set_learning_rates(1, 100)
     assert model.optimizers["G"].param_groups[0]["lr"] == pytest.approx(1e-3)
     after = model.train_step(batch, Precision(), 1)
@@ -489,3 +492,31 @@ def test_input_skip_generator_starts_near_the_photo():
     torch.nn.init.zeros_(model.G_A.model[-2].bias)
     assert torch.allclose(model.G_A(x), x, atol=1e-5)  # a zero change returns the input
     assert Config.preset("paper").input_skip is False
+
+
+def test_flatness_prior_charges_texture_not_outlines():
+    flat = torch.zeros(1, 3, 16, 16)
+    assert flatness_loss(flat).item() == 0.0
+    outline = flat.clone()
+    outline[..., 8:, :] = 1.0  # one sharp step of height 1 between two flat halves
+    texture = flat + 0.02 * (torch.arange(16) % 2).float()  # a small checkerboard-like ripple along x
+    rows_with_step = 1 / 15  # one of the 15 vertical neighbour pairs
+    assert flatness_loss(outline).item() == pytest.approx(FLAT_STEP * rows_with_step, rel=1e-5)
+    assert flatness_loss(texture).item() == pytest.approx(0.02, rel=1e-5)  # every x step, at its full size
+    assert flatness_loss(texture).item() > flatness_loss(outline).item()
+    model = fast_model(lambda_flat=3.0)
+    assert model.train_step(fixed_batch(Config.preset("fast")), Precision(), 0)["flat"] > 0
+
+
+def test_skip_blur_passes_on_a_blurred_photo():
+    torch.manual_seed(0)
+    model = fast_model(input_skip=True, skip_blur=1.0)
+    generator = model.G_A
+    torch.nn.init.zeros_(generator.model[-2].weight)
+    torch.nn.init.zeros_(generator.model[-2].bias)
+    x = torch.rand(1, 3, 32, 32) * 1.6 - 0.8
+    out = generator(x)
+    assert not torch.allclose(out, x, atol=1e-3)  # the detail stays behind
+    assert torch.allclose(out.mean(), x.mean(), atol=1e-2)  # the colours do not
+    smooth = torch.full((1, 3, 32, 32), 0.3)
+    assert torch.allclose(generator(smooth), smooth, atol=1e-5)  # a flat image passes unchanged
