@@ -514,7 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train", type=int, default=1000, help="images per training domain (default 1000)")
     p.add_argument("--test", type=int, default=100, help="test photo/cartoon pairs (default 100)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true", help="replace a previous export in OUT")
+    p.add_argument("--overwrite", action="store_true", help="write into OUT even though it holds other files (a previous export is replaced without it; files of your own are never deleted)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_export_synthetic)
 
