@@ -45,6 +45,7 @@ CONTROLS: dict[str, list[Control]] = {
     "cyclegan": [
         Control("cycle λ (A and B)", ("lambda_a", "lambda_b"), 0.0, 20.0, 0.5),
         Control("identity (× cycle λ)", ("lambda_identity",), 0.0, 1.0, 0.05),
+        Control("flatness prior", ("lambda_flat",), 0.0, 30.0, 1.0),
     ],
     "cartoongan": [
         Control("content weight", ("content_weight",), 0.0, 20.0, 0.5),
