@@ -27,8 +27,8 @@ except ImportError:
 
 import torch
 
-from toonlab.metrics.report import baseline_scores, machine_description, write_record
-from toonlab.metrics.synthetic import Protocol, evaluate
+from toonlab.metrics.report import baseline_scores, machine_description, score_model, write_record
+from toonlab.metrics.synthetic import Protocol
 from toonlab.models import build_config
 from toonlab.train import make_trainer
 
@@ -68,7 +68,7 @@ def run_variant(kind: str, preset: str, name: str, overrides: dict, steps: int, 
         started = time.perf_counter()
         trainer.fit(min(eval_every, steps - trainer.step))
         seconds += time.perf_counter() - started
-        scores = evaluate(trainer.model.translator("AtoB", seed=seed), protocol)
+        scores = score_model(trainer.model, protocol, seed=seed)
         curve.append({"step": trainer.step, "train_seconds": round(seconds, 1), **scores})
         if first_l1 is None and scores["l1_person"] <= 0.7 * photo["l1_person"]:
             first_l1 = {"step": trainer.step, "train_seconds": round(seconds, 1)}

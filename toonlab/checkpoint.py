@@ -168,10 +168,14 @@ def load_model_weights(model: TranslationModel, state: dict[str, Any], path: str
 
 def load_trained_model(path: str | Path, device: str | torch.device | None = None) -> TranslationModel:
     """The model stored in a toonlab checkpoint, in eval mode, ready for :meth:`translate`."""
-    state = read_checkpoint(path)
+    return model_from_state(read_checkpoint(path), resolve_checkpoint_path(path), device)
+
+
+def model_from_state(state: dict[str, Any], path: Path, device: str | torch.device | None = None) -> TranslationModel:
+    """The model of a checkpoint already read with :func:`read_checkpoint` from ``path`` (named in errors), in eval mode."""
     config = config_from_dict(state["kind"], state["config"])
     model = build_model(state["kind"], config=config)
-    load_model_weights(model, state, resolve_checkpoint_path(path))
+    load_model_weights(model, state, path)
     return model.to(pick_device(device)).eval()
 
 

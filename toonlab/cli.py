@@ -452,7 +452,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
 # --- eval ----------------------------------------------------------------------------------------
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from toonlab.checkpoint import load_trained_model, read_checkpoint, resolve_checkpoint_path
+    from toonlab.checkpoint import model_from_state, read_checkpoint, resolve_checkpoint_path
     from toonlab.config import pick_device
     from toonlab.metrics.report import DISTRIBUTION_METRICS, evaluate_folder, format_table, write_record
     from toonlab.metrics.synthetic import Protocol
@@ -461,8 +461,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise CLIError(f"--n must be >= 1, got {args.n}")
     device = pick_device(args.device)
     path = resolve_checkpoint_path(args.checkpoint)
-    model = load_trained_model(path, device)
-    step = int(read_checkpoint(path).get("step", 0))
+    state = read_checkpoint(path)
+    model = model_from_state(state, path, device)
+    step = int(state.get("step", 0))
     size = args.size or int(model.config.image_size)
     extra = {"checkpoint": str(path), "step": step}
     if args.data == "synthetic":

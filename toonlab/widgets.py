@@ -293,17 +293,10 @@ class TrainPanel:
         """Score the current model on :attr:`protocol` and show the headline numbers beside the photo's."""
         if self.protocol is None:
             return None
-        from toonlab.metrics.report import PHOTO, baseline_scores, headline
-        from toonlab.metrics.synthetic import evaluate
+        from toonlab.metrics.report import PHOTO, baseline_scores, headline, score_model
 
-        model = self.trainer.model
-        was_training = model.training
-        model.eval()
-        try:
-            self.scores = evaluate(model.translator(self.direction, seed=self.trainer.seed), self.protocol,
-                                   device=self.trainer.device)
-        finally:
-            model.train(was_training)
+        self.scores = score_model(self.trainer.model, self.protocol, self.direction, seed=self.trainer.seed,
+                                  device=self.trainer.device)
         photo = baseline_scores(self.protocol)[PHOTO]
         self.metrics.value = (f"<small>{self.protocol.n} test portraits: "
                               f"{headline(self.scores, photo)}</small>")

@@ -41,19 +41,33 @@ def machine_description(device: torch.device | str | None = None) -> str:
 
 
 @functools.lru_cache(maxsize=8)
-def _baseline_scores(protocol: Protocol, names: tuple[str, ...]) -> dict[str, dict[str, float]]:
+def _baseline_scores(protocol: Protocol, with_animegan2: bool) -> dict[str, dict[str, float]]:
     from toonlab.baselines import baseline_translators
 
+    # ``with_animegan2`` is part of the cache key only: a weight file placed later gets its own entry
     translators = baseline_translators()
-    return {name: evaluate(translators[name], protocol) for name in names}
+    return {name: evaluate(translate, protocol) for name, translate in translators.items()}
 
 
 def baseline_scores(protocol: Protocol = Protocol()) -> dict[str, dict[str, float]]:
     """Scores of the baselines (photo, classical filter, AnimeGANv2 when present); cached per protocol."""
-    from toonlab.baselines import baseline_translators
+    from toonlab.baselines import animegan2_weights
 
     return {name: dict(scores) for name, scores in
-            _baseline_scores(protocol, tuple(baseline_translators())).items()}
+            _baseline_scores(protocol, animegan2_weights() is not None).items()}
+
+
+def score_model(model, protocol: Protocol, direction: str = "AtoB", seed: int = 0,
+                device: torch.device | str | None = None) -> dict[str, float]:
+    """:func:`~toonlab.metrics.synthetic.evaluate` of ``model.translator`` in eval mode, restoring the model's mode."""
+    if device is None:
+        device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        return evaluate(model.translator(direction, seed=seed), protocol, device=device)
+    finally:
+        model.train(was_training)
 
 
 def evaluate_model(model, protocol: Protocol | None = None, name: str | None = None, baselines: bool = True,
@@ -68,13 +82,7 @@ def evaluate_model(model, protocol: Protocol | None = None, name: str | None = N
     if device is None:
         device = next(model.parameters()).device
     name = name or model.kind
-    was_training = model.training
-    model.eval()
-    try:
-        scores = evaluate(model.translator("AtoB", seed=seed), protocol, device=device)
-    finally:
-        model.train(was_training)
-    results = {name: scores}
+    results = {name: score_model(model, protocol, seed=seed, device=device)}
     if baselines:
         results.update(baseline_scores(protocol))
     return make_record(results, protocol, device=device, model={"name": name, "kind": model.kind, **(extra or {})})
@@ -167,8 +175,8 @@ def evaluate_folder(translate: Callable[[torch.Tensor], torch.Tensor], folder: s
 
     test = UnpairedImageFolder(folder, size=size, split="test")
     count_a = test.len_a if n is None else min(n, test.len_a)
-    photos = torch.stack([test[(i, 0, 0)]["A"] for i in range(count_a)])
-    cartoons = torch.stack([test[(0, j, 0)]["B"] for j in range(test.len_b)])
+    photos = torch.stack([test.transform(test.image_a(i), 0) for i in range(count_a)])  # each image read once
+    cartoons = torch.stack([test.transform(test.image_b(j), 0) for j in range(test.len_b)])
     translators = {name: translate}
     if baselines:
         from toonlab.baselines import classical_cartoon, identity
