@@ -18,6 +18,8 @@ from toonlab.models.cyclegan import (
     NLayerDiscriminator,
     ResnetGenerator,
     FLAT_STEP,
+    blur,
+    blurred_fake_loss,
     colour_anchor_loss,
     cycle_loss,
     flatness_loss,
@@ -520,3 +522,27 @@ def test_skip_blur_passes_on_a_blurred_photo():
     assert torch.allclose(out.mean(), x.mean(), atol=1e-2)  # the colours do not
     smooth = torch.full((1, 3, 32, 32), 0.3)
     assert torch.allclose(generator(smooth), smooth, atol=1e-5)  # a flat image passes unchanged
+
+
+def test_blurred_fakes_teach_the_cartoon_discriminator_that_blur_is_fake():
+    cartoons = torch.rand(2, 3, 16, 16) * 2 - 1
+    blurred = blur(cartoons, 1.0)
+    assert blurred.shape == cartoons.shape and (blurred - cartoons).abs().mean() > 0.05
+    assert blur(torch.full((1, 3, 16, 16), 0.3), 1.0).sub(0.3).abs().max() < 1e-6  # flat stays flat
+    says_real = lambda x: torch.ones(x.size(0), 1, 4, 4)  # noqa: E731
+    assert blurred_fake_loss(GANLoss("lsgan"), says_real, cartoons, 1.0).item() == pytest.approx(0.5)
+    plain, promoted = fast_model(), fast_model(blurred_fakes=1.0)
+    batch = fixed_batch(Config.preset("fast"))
+    d_plain = plain.train_step(batch, Precision(), 0)["D_A"]
+    d_promoted = promoted.train_step(batch, Precision(), 0)["D_A"]
+    assert d_promoted > d_plain  # the same D_A, one more fake term
+    with pytest.raises(ValueError, match="blurred_fakes must be >= 0"):
+        Config.preset("fast", blurred_fakes=-1.0)
+
+
+def test_d_lr_ratio_sets_the_discriminators_rate_only():
+    model = fast_model(lr=1e-3, d_lr_ratio=0.25)
+    model.set_learning_rates(0, 10)
+    assert model.optimizers["G"].param_groups[0]["lr"] == pytest.approx(1e-3)
+    assert model.optimizers["D"].param_groups[0]["lr"] == pytest.approx(2.5e-4)
+    assert Config.preset("paper").d_lr_ratio == 1.0

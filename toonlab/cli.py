@@ -206,6 +206,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         steps = default_steps(trainer)
     print(f"training {args.model} on {trainer.device} ({trainer.precision.mode}), "
           f"{trainer.steps_per_epoch} steps/epoch, hparams {trainer.hparams}, run dir {trainer.run_dir}")
+    for note in trainer.model.notes():
+        print(f"note: {note}")
     trainer.fit(steps=steps, epochs=args.epochs)
     print(f"checkpoint: {trainer.last_checkpoint}")
 

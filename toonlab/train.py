@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import inspect
 import json
 import math
 import shlex
@@ -366,11 +365,9 @@ class Trainer:
         """The fixed sample photos translated by the current model (N, 3, H, W) in [-1, 1]."""
         if self.sample_images is None:
             raise ValueError("this trainer has no sample_images")
-        kwargs = {}
-        if "generator" in inspect.signature(self.model.translate).parameters:
-            # multimodal models (MUNIT) draw random styles: the same ones every time, so grids compare
-            kwargs["generator"] = torch.Generator().manual_seed(self.seed)
-        return self.model.translate(self.sample_images, direction, **kwargs).float()
+        # through the model's translator: multimodal models (MUNIT) draw the same random styles every
+        # time, so grids of different steps compare
+        return self.model.translator(direction, seed=self.seed)(self.sample_images).float()
 
     def save_samples(self) -> Path | None:
         """Save a two-row grid (photos above, translations below) to ``run_dir/samples/step_XXXXXXXX.png``."""

@@ -59,6 +59,8 @@ HAIR_STYLES = ("bald", "buzz", "short", "side_part", "bangs", "bob", "long", "bu
 BACKGROUND_KINDS = ("gradient", "studio", "bokeh", "wall")
 #: Parts of :func:`render_parts` that partition the image (painting order: later covers earlier).
 PART_NAMES = ("background", "clothes", "hair", "neck", "ears", "face", "brows", "nose", "mouth", "eyes")
+#: The labels of :func:`render_labels`: the partition, then the glasses frames painted over it.
+LABEL_NAMES = PART_NAMES + ("glasses",)
 EXPORT_MARKER = "toonlab.data.synthetic"
 _EXPORT_FOLDERS = ("trainA", "trainB", "testA", "testB")
 #: the names of the images an export writes (``{index:06d}.png``): the only files it ever deletes
@@ -905,6 +907,24 @@ def render_parts(desc: FaceDescription, size: int, style: str) -> dict[str, np.n
     eyes) partition the image: each pixel belongs to the part painted last over it. ``glasses`` (the
     frames) is extra and overlaps the others. ``eyes`` are the openings (white, iris and pupil).
     """
+    labels, glasses = _label_maps(desc, size, style)
+    parts = {name: labels == i for i, name in enumerate(PART_NAMES)}
+    parts["glasses"] = glasses
+    return parts
+
+
+def render_labels(desc: FaceDescription, size: int, style: str) -> np.ndarray:
+    """(size, size) uint8 part labels: the index in :data:`LABEL_NAMES` of the part each pixel shows.
+
+    The :func:`render_parts` partition with the glasses frames painted over it (label 10), so one
+    label per pixel: the targets of the synthetic part-segmentation network (:mod:`toonlab.parts`).
+    """
+    labels, glasses = _label_maps(desc, size, style)
+    labels[glasses] = LABEL_NAMES.index("glasses")
+    return labels
+
+
+def _label_maps(desc: FaceDescription, size: int, style: str) -> tuple[np.ndarray, np.ndarray]:
     size = check_size(size)
     lay = _Layout(desc, size, style)
     labels = np.zeros((size, size), np.uint8)
@@ -917,12 +937,10 @@ def render_parts(desc: FaceDescription, size: int, style: str) -> dict[str, np.n
             cv2.fillPoly(labels, polygons, value, cv2.LINE_8, _SHIFT)
         else:
             cv2.polylines(labels, polygons, False, value, lay.line, cv2.LINE_8, _SHIFT)
-    parts = {name: labels == i for i, name in enumerate(PART_NAMES)}
     glasses = np.zeros((size, size), np.uint8)
     if desc.glasses:
         cv2.polylines(glasses, lay.parts["glasses"], True, 1, lay.line, cv2.LINE_8, _SHIFT)
-    parts["glasses"] = glasses.astype(bool)
-    return parts
+    return labels, glasses.astype(bool)
 
 
 # --------------------------------------------------------------------------------------------------

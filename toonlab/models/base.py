@@ -94,8 +94,6 @@ class TranslationModel(nn.Module):
     kind: ClassVar[str] = "model"
     #: config fields that may change during training (learning rate, loss weights ...)
     hparam_names: ClassVar[tuple[str, ...]] = ("lr",)
-    #: maps an optimiser name to the config field holding its base learning rate
-    lr_fields: ClassVar[dict[str, str]] = {}
 
     def __init__(self, config: Any):
         super().__init__()
@@ -116,15 +114,19 @@ class TranslationModel(nn.Module):
         """Multiplier of the base learning rate at ``step`` (0-based). Default: constant."""
         return 1.0
 
-    def base_lr(self, optimizer_name: str) -> float:
-        """Base learning rate of one optimiser, read from the config (see :attr:`lr_fields`)."""
-        return float(getattr(self.config, self.lr_fields.get(optimizer_name, "lr")))
+    def base_lr(self, optimizer_name: str, step: int = 0, steps_per_epoch: int = 1) -> float:
+        """Base learning rate of one optimiser at ``step``, before :meth:`lr_factor`; default ``config.lr``.
+
+        The one learning-rate hook: a model whose optimisers or phases learn at different rates
+        overrides it (CycleGAN's ``d_lr_ratio``, CartoonGAN's initialisation phase at ``init_lr``).
+        """
+        return float(self.config.lr)
 
     def set_learning_rates(self, step: int, steps_per_epoch: int) -> None:
-        """Write ``base_lr * lr_factor`` into every optimiser (called before each step)."""
+        """Write ``base_lr * lr_factor`` into every optimiser (called by the loop before each step)."""
         factor = self.lr_factor(step, steps_per_epoch)
         for name, opt in self.optimizers.items():
-            lr = self.base_lr(name) * factor
+            lr = self.base_lr(name, step, steps_per_epoch) * factor
             for group in opt.param_groups:
                 group["lr"] = lr
 
@@ -186,6 +188,10 @@ class TranslationModel(nn.Module):
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`extra_state` returned."""
+
+    def notes(self) -> list[str]:
+        """Lines a user should read when training starts (a choice made for them, a deviation); none by default."""
+        return []
 
     def config_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self.config)

@@ -22,7 +22,9 @@ Paprika and Shinkai weights (``toonlab.hub.load_official("cartoongan", path)``).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 import torch
@@ -31,14 +33,25 @@ from torch import nn
 
 from toonlab.data.edges import EdgePromotedDataset
 from toonlab.hub import describe_keys
-from toonlab.losses import GAN_MODES, VGG19_LAYERS, GANLoss, load_vgg_features
+from toonlab.losses import (
+    GAN_MODES,
+    VGG19_LAYERS,
+    VGG_ENV,
+    GANLoss,
+    VGGFeatures,
+    load_vgg_features,
+    torchvision_vgg_file,
+)
 from toonlab.models.base import Precision, TranslationModel, eval_forward
 from toonlab.nn import ImagePool, ResnetBlock, init_weights, make_norm, set_requires_grad
+from toonlab.parts import PartsFeatures, load_parts_features
 
 #: eps of the official generator's instance norm (the PyTorch port of the published weights)
 OFFICIAL_NORM_EPS = 1e-9
 #: norms the discriminator may use (see :class:`Discriminator`)
 DISCRIMINATOR_NORMS = ("instance", "instance_affine", "none")
+#: the content loss's feature networks (Config.content_net)
+CONTENT_NETS = ("vgg19", "parts", "auto")
 
 
 # --- networks ------------------------------------------------------------------------------------
@@ -158,6 +171,14 @@ class Config:
     BCE, no pool and no affine IN; its generator cannot load the official weights.
     ``vgg_weights``: ``"imagenet"`` (torchvision's ImageNet VGG19), a path to that file, or None
     for a random VGG (FAST mode and tests only: the content loss then means little).
+
+    ``content_net``: the frozen network of the content loss. ``"vgg19"`` (the paper's); ``"parts"``:
+    toonlab's part segmenter of the synthetic portraits (:mod:`toonlab.parts`, shipped inside the
+    package, its 1/4-resolution bottleneck in place of conv4_4), which knows the built-in data only;
+    ``"auto"`` (the cpu preset): VGG19 when the file ``vgg_weights`` names is on disk, else the part
+    segmenter. "auto" is resolved when the model is built, so the run's config.json and checkpoints
+    record which network was used (a deliberate deviation from the paper when it is ``"parts"``:
+    offline there is no VGG19, and a random one lets the generator move the eyes, notebook 02).
     """
 
     image_size: int = 256
@@ -170,6 +191,7 @@ class Config:
     content_weight: float = 10.0
     content_layer: str = "conv4_4"
     vgg_weights: str | None = "imagenet"
+    content_net: str = "vgg19"
     pool_size: int = 50
     init_lr: float = 2e-4
     init_epochs: int = 10
@@ -189,7 +211,7 @@ class Config:
         # a laptop CPU: 64 px, half-width G with 4 blocks; a short init phase and a faster main-phase lr
         # (the paper's 1e-5 needs 100 epochs) so a cartoon look shows within minutes
         "cpu": dict(image_size=64, batch_size=4, ngf=32, ndf=16, n_blocks=4, init_steps=100, lr=2e-4,
-                    n_epochs=3, n_epochs_decay=3),
+                    n_epochs=3, n_epochs_decay=3, content_net="auto"),
         # CI and FAST mode: 32 px, tiny nets, random VGG, a 2-step init phase
         "fast": dict(image_size=32, batch_size=2, ngf=8, ndf=8, n_blocks=2, vgg_weights=None, init_steps=2,
                      lr=2e-4, n_epochs=1, n_epochs_decay=1),
@@ -204,6 +226,8 @@ class Config:
             raise ValueError(f"unknown gan_mode {self.gan_mode!r}; choose one of {', '.join(GAN_MODES)}")
         if self.d_norm not in DISCRIMINATOR_NORMS:
             raise ValueError(f"unknown d_norm {self.d_norm!r}; choose one of {', '.join(DISCRIMINATOR_NORMS)}")
+        if self.content_net not in CONTENT_NETS:
+            raise ValueError(f"unknown content_net {self.content_net!r}; choose one of {', '.join(CONTENT_NETS)}")
         if self.content_layer not in VGG19_LAYERS:
             raise ValueError(f"unknown content_layer {self.content_layer!r}; choose one of {', '.join(VGG19_LAYERS)}")
         if self.image_size % 4:
@@ -276,6 +300,25 @@ def discriminator_losses(
 # --- the model -----------------------------------------------------------------------------------
 
 
+def vgg19_file_present(vgg_weights: str | None) -> bool:
+    """Whether the VGG19 file ``vgg_weights`` names is on disk (nothing is downloaded or read)."""
+    if vgg_weights is None:
+        return False
+    if vgg_weights != "imagenet":
+        return Path(vgg_weights).expanduser().is_file()
+    from toonlab.config import vgg19_weights_path
+
+    placed = vgg19_weights_path()
+    return (placed or torchvision_vgg_file("vgg19")).is_file()
+
+
+def resolve_content_net(config: Config) -> Config:
+    """``config`` with ``content_net="auto"`` replaced by ``"vgg19"`` (its file is present) or ``"parts"``."""
+    if config.content_net != "auto":
+        return config
+    return dataclasses.replace(config, content_net="vgg19" if vgg19_file_present(config.vgg_weights) else "parts")
+
+
 def _frozen(net: nn.Module) -> nn.Module:
     net.eval()
     for p in net.parameters():
@@ -305,6 +348,7 @@ class Model(TranslationModel):
         if not isinstance(config, Config):
             raise TypeError(f"expected a cartoongan.Config, got {type(config).__name__}; use Config.preset(...)")
         config.validate()
+        config = resolve_content_net(config)
         super().__init__(config)
         c = config
         with torch.random.fork_rng(devices=[]):
@@ -323,13 +367,30 @@ class Model(TranslationModel):
         }
 
     # -- the content network -------------------------------------------------------------------------
+    def notes(self) -> list[str]:
+        """Which network the content loss uses, and why (printed when training starts)."""
+        c = self.config
+        if self.feature_net is not None and not isinstance(self.feature_net, (VGGFeatures, PartsFeatures)):
+            return [f"content loss: the injected feature network {type(self.feature_net).__name__}"]
+        if c.content_net == "parts":
+            return ["content loss: toonlab's synthetic part segmenter (toonlab.parts, shipped weights) in place "
+                    "of VGG19" + (" — no VGG19 file was found" if c.vgg_weights is not None else "")
+                    + "; it knows the built-in portraits only: for real photos place the VGG19 file "
+                    f"({torchvision_vgg_file('vgg19')} or ${VGG_ENV}) and use content_net vgg19"]
+        if c.vgg_weights is None:
+            return [f"content loss: a random VGG19 up to {c.content_layer} (smoke tests only: it means little)"]
+        return [f"content loss: ImageNet VGG19 {c.content_layer} (the paper's)"]
+
     def content_features(self) -> nn.Module:
         """The frozen feature network of the content loss, loaded (and moved next to G) on first use."""
         if self.feature_net is None:
             c = self.config
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(c.seed + 1)  # a random VGG (vgg_weights=None) is the same in every run
-                net = load_vgg_features(c.content_layer, weights=c.vgg_weights)
+            if c.content_net == "parts":
+                net = load_parts_features()
+            else:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(c.seed + 1)  # a random VGG (vgg_weights=None) is the same in every run
+                    net = load_vgg_features(c.content_layer, weights=c.vgg_weights)
             weight = self.generator.flat[1].weight
             channels_last = weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
             self.feature_net = _frozen(net).to(
@@ -383,17 +444,14 @@ class Model(TranslationModel):
         epoch = min(epoch, constant + decay - 1)
         return 1.0 - max(0, epoch - constant) / float(decay)
 
-    def learning_rate(self, step: int, steps_per_epoch: int) -> float:
-        """``init_lr`` (initialisation phase) or ``lr`` (adversarial phase), times :meth:`lr_factor`."""
-        base = self.config.init_lr if step < self.init_phase_steps(steps_per_epoch) else self.config.lr
-        return float(base) * self.lr_factor(step, steps_per_epoch)
+    def base_lr(self, optimizer_name: str, step: int = 0, steps_per_epoch: int = 1) -> float:
+        """``init_lr`` in the initialisation phase, ``lr`` in the adversarial phase (both optimisers; D is
+        not stepped during initialisation)."""
+        return float(self.config.init_lr if step < self.init_phase_steps(steps_per_epoch) else self.config.lr)
 
-    def set_learning_rates(self, step: int, steps_per_epoch: int) -> None:
-        """Write :meth:`learning_rate` into both optimisers (D is not stepped during initialisation)."""
-        lr = self.learning_rate(step, steps_per_epoch)
-        for opt in self.optimizers.values():
-            for group in opt.param_groups:
-                group["lr"] = lr
+    def learning_rate(self, step: int, steps_per_epoch: int) -> float:
+        """The rate both optimisers train with at ``step``: :meth:`base_lr` times :meth:`lr_factor`."""
+        return self.base_lr("G", step, steps_per_epoch) * self.lr_factor(step, steps_per_epoch)
 
     # -- training ----------------------------------------------------------------------------------
     def train_step(self, batch: dict[str, torch.Tensor], precision: Precision, step: int) -> dict[str, float]:

@@ -130,8 +130,7 @@ class ResnetGenerator(nn.Module):
         change = self.model[:-1](x)
         base = x
         if self.skip_blur > 0:  # the photo's detail stays behind: texture must be drawn, not inherited
-            radius = max(1, math.ceil(3 * self.skip_blur))
-            base = gaussian_blur(x, [2 * radius + 1] * 2, [self.skip_blur] * 2)
+            base = blur(x, self.skip_blur)
         return torch.tanh(torch.atanh(base.clamp(-0.999, 0.999)) + change)
 
 
@@ -230,6 +229,13 @@ class Config:
     #: toonlab deviation (off in ``paper``): weight of the flatness prior on translated cartoons
     #: (:func:`flatness_loss`: small colour steps cost, outlines almost nothing)
     lambda_flat: float = 0.0
+    #: toonlab deviation (off in ``paper``): Gaussian sigma (pixels) of a blurred copy of each real cartoon that
+    #: ``D_A`` also learns to call fake (CartoonGAN's edge promotion, notebook 02, applied to CycleGAN): a
+    #: blurred photo then no longer passes for a cartoon, so the generator must draw sharp outlines
+    blurred_fakes: float = 0.0
+    #: toonlab deviation (1 in ``paper``): the discriminators' learning rate as a multiple of ``lr``; below 1
+    #: the discriminators learn slower than the generators (two time-scale updates, Heusel et al. 2017)
+    d_lr_ratio: float = 1.0
     #: generator upsampling (``transpose`` in ``paper``, as official); ``resize`` avoids checkerboard speckle
     upsample: str = "transpose"
 
@@ -278,7 +284,7 @@ class Config:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("lambda_a", "lambda_b", "lambda_identity", "lr", "warmup_steps", "cycle_noise", "lambda_colour",
-                     "lambda_flat", "skip_blur"):
+                     "lambda_flat", "skip_blur", "blurred_fakes", "d_lr_ratio"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
@@ -363,6 +369,22 @@ def discriminator_loss(
     return 0.5 * (criterion(discriminator(real), True) + criterion(discriminator(fake.detach()), False))
 
 
+def blurred_fake_loss(criterion: GANLoss, discriminator: nn.Module, real: torch.Tensor, sigma: float) -> torch.Tensor:
+    """toonlab's edge promotion for CycleGAN (not in the paper): ``0.5 * GAN(D(blur_sigma(y)), 0)``.
+
+    Why: with a blurred skip and a flatness prior, the cheapest "cartoon" is a blurred photo. A
+    discriminator taught that a blurred real cartoon is fake (as CartoonGAN's edge-smoothed
+    cartoons, Chen et al. 2018 §3.2) rejects blur, so sharp outlines and flat regions must be drawn.
+    """
+    return 0.5 * criterion(discriminator(blur(real, sigma)), False)
+
+
+def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur of standard deviation ``sigma`` pixels (kernel radius ceil(3 sigma))."""
+    radius = max(1, math.ceil(3 * sigma))
+    return gaussian_blur(x, [2 * radius + 1] * 2, [sigma] * 2)
+
+
 # --- the model -----------------------------------------------------------------------------------
 
 
@@ -404,8 +426,13 @@ class Model(TranslationModel):
         betas = (c.beta1, c.beta2)
         self.optimizers = {
             "G": torch.optim.Adam(itertools.chain(self.G_A.parameters(), self.G_B.parameters()), lr=c.lr, betas=betas),
-            "D": torch.optim.Adam(itertools.chain(self.D_A.parameters(), self.D_B.parameters()), lr=c.lr, betas=betas),
+            "D": torch.optim.Adam(itertools.chain(self.D_A.parameters(), self.D_B.parameters()),
+                                  lr=self.base_lr("D"), betas=betas),
         }
+
+    def base_lr(self, optimizer_name: str, step: int = 0, steps_per_epoch: int = 1) -> float:
+        """``lr`` for the generators, ``lr * d_lr_ratio`` for the discriminators."""
+        return self.config.lr * (self.config.d_lr_ratio if optimizer_name == "D" else 1.0)
 
     def _make_generator(self) -> ResnetGenerator:
         c = self.config
@@ -438,7 +465,8 @@ class Model(TranslationModel):
            (identity terms are not computed when ``lambda_identity == 0``); step ``optimizers["G"]``;
         3. unfreeze; ``D_A`` on real B vs ``pool_B.query(fake_B)``, ``D_B`` on real A vs
            ``pool_A.query(fake_A)``; one step of ``optimizers["D"]`` on their sum (same gradients as
-           the official two ``backward`` calls before one step).
+           the official two ``backward`` calls before one step); with ``blurred_fakes`` > 0, ``D_A``'s
+           loss adds :func:`blurred_fake_loss`.
 
         Returns the weighted terms as floats (the keys of :attr:`loss_names`; ``G_total`` is their sum).
         """
@@ -481,6 +509,8 @@ class Model(TranslationModel):
 
         with precision.autocast():
             loss_D_A = discriminator_loss(self.criterion_gan, self.D_A, real_B, self.pool_B.query(fake_B))
+            if c.blurred_fakes > 0:
+                loss_D_A = loss_D_A + blurred_fake_loss(self.criterion_gan, self.D_A, real_B, c.blurred_fakes)
             loss_D_B = discriminator_loss(self.criterion_gan, self.D_B, real_A, self.pool_A.query(fake_A))
         precision.step(loss_D_A + loss_D_B, self.optimizers["D"])
 
