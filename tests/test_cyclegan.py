@@ -546,3 +546,24 @@ def test_d_lr_ratio_sets_the_discriminators_rate_only():
     assert model.optimizers["G"].param_groups[0]["lr"] == pytest.approx(1e-3)
     assert model.optimizers["D"].param_groups[0]["lr"] == pytest.approx(2.5e-4)
     assert Config.preset("paper").d_lr_ratio == 1.0
+
+
+def test_guided_filter_flattens_texture_and_keeps_edges():
+    from toonlab.nn import guided_filter
+
+    gen = torch.Generator().manual_seed(0)
+    edge = torch.full((1, 1, 16, 16), -0.8)
+    edge[..., 8:] = 0.8  # a strong step: variance far above eps
+    noise = 0.04 * torch.randn(1, 1, 16, 16, generator=gen)  # texture: variance far below eps
+    out = guided_filter(edge + noise, radius=1, eps=0.01)
+    assert (out - edge).abs()[..., 1:-1].mean() < 0.5 * noise.abs().mean()  # the noise mostly gone
+    assert (out[..., 7] - out[..., 8]).abs().min() > 1.4  # the step still sharp
+    assert torch.allclose(guided_filter(torch.full((1, 3, 8, 8), 0.3)), torch.full((1, 3, 8, 8), 0.3))
+    x = torch.rand(1, 3, 8, 8, requires_grad=True)
+    guided_filter(x).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    model = fast_model(input_skip=True, skip_filter="guided")
+    assert model.G_A.skip_filter == "guided"
+    assert model.train_step(fixed_batch(Config.preset("fast")), Precision(), 0)["G_total"] > 0
+    with pytest.raises(ValueError, match="unknown skip_filter"):
+        Config.preset("fast", skip_filter="median")

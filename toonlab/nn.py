@@ -197,6 +197,28 @@ class Conv2dBlock(nn.Module):
         return self.activation(self.norm(self.conv(self.pad(x))))
 
 
+def guided_filter(x: torch.Tensor, radius: int = 1, eps: float = 0.01) -> torch.Tensor:
+    """Edge-preserving smoothing: the self-guided filter of He, Sun & Tang (ECCV 2010, eqs. 7-8), per channel.
+
+    ``x`` in [-1, 1] (N, C, H, W); ``eps`` is in [0, 1] intensity units squared. In each
+    (2r+1)^2 window the output is the best linear fit ``a * x + b`` with ``a = var / (var + eps)``:
+    where the window varies much more than ``eps`` (an edge) the image passes unchanged, where it
+    varies less (texture, noise) it is flattened to the window mean. Differentiable, so a generator
+    may use it on its input skip (CycleGAN's ``skip_filter="guided"``; White-box Cartoonization, Wang &
+    Yu 2020, smooths with the same filter).
+    """
+    u = (x + 1) * 0.5
+
+    def box(t: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(t, 2 * radius + 1, stride=1, padding=radius, count_include_pad=False)
+
+    mean = box(u)
+    var = (box(u * u) - mean * mean).clamp_min(0)
+    a = var / (var + eps)
+    b = mean - a * mean
+    return (box(a) * u + box(b)) * 2 - 1
+
+
 def init_weights(module: nn.Module, kind: str = "normal", gain: float = 0.02) -> nn.Module:
     """Initialise conv and linear layers in place and return the module.
 

@@ -30,11 +30,13 @@ from torchvision.transforms.functional import gaussian_blur
 from toonlab.hub import describe_keys, strip_wrapper_prefixes
 from toonlab.losses import GAN_MODES, GANLoss
 from toonlab.models.base import Precision, TranslationModel, eval_forward
-from toonlab.nn import NORMS, PADDINGS, ImagePool, ResnetBlock, init_weights, make_norm, set_requires_grad
+from toonlab.nn import NORMS, PADDINGS, ImagePool, ResnetBlock, guided_filter, init_weights, make_norm, set_requires_grad
 
 DIRECTIONS = ("AtoB", "BtoA")
 #: generator upsampling: the official transposed convolution, or nearest-neighbour resize + convolution
 UPSAMPLES = ("transpose", "resize")
+#: how a generator's input skip smooths the input (Config.skip_filter)
+SKIP_FILTERS = ("gaussian", "guided")
 
 
 def _conv_bias(norm: str) -> bool:
@@ -78,10 +80,15 @@ class ResnetGenerator(nn.Module):
         upsample: str = "transpose",
         input_skip: bool = False,
         skip_blur: float = 0.0,
+        skip_filter: str = "gaussian",
+        guided_radius: int = 1,
+        guided_eps: float = 0.01,
     ):
         super().__init__()
         if upsample not in UPSAMPLES:
             raise ValueError(f"unknown upsample {upsample!r}; choose one of {', '.join(UPSAMPLES)}")
+        if skip_filter not in SKIP_FILTERS:
+            raise ValueError(f"unknown skip_filter {skip_filter!r}; choose one of {', '.join(SKIP_FILTERS)}")
         if n_blocks < 0 or n_downsampling < 0 or ngf < 1:
             raise ValueError(
                 f"need ngf >= 1, n_blocks >= 0 and n_downsampling >= 0 (got {ngf}, {n_blocks}, {n_downsampling})"
@@ -113,6 +120,8 @@ class ResnetGenerator(nn.Module):
         self.input_skip = bool(input_skip) and in_ch == out_ch
         #: Gaussian sigma (pixels) of the input the skip passes on; 0 passes it unchanged
         self.skip_blur = float(skip_blur)
+        #: how the skip smooths its input: "gaussian" (sigma ``skip_blur``) or "guided" (:func:`guided_filter`)
+        self.skip_filter, self.guided_radius, self.guided_eps = skip_filter, int(guided_radius), float(guided_eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         multiple = 2**self.n_downsampling
@@ -128,8 +137,10 @@ class ResnetGenerator(nn.Module):
         # tanh(atanh(x) + f(x)): the layers before the final tanh predict a change of the input in
         # pre-tanh space; freshly initialised (weights N(0, 0.02)) that change is small: the photo, nearly
         change = self.model[:-1](x)
-        base = x
-        if self.skip_blur > 0:  # the photo's detail stays behind: texture must be drawn, not inherited
+        base = x  # the photo's detail stays behind when it is smoothed: texture must be drawn, not inherited
+        if self.skip_filter == "guided":  # flat regions flattened, edges kept
+            base = guided_filter(x, self.guided_radius, self.guided_eps)
+        elif self.skip_blur > 0:
             base = blur(x, self.skip_blur)
         return torch.tanh(torch.atanh(base.clamp(-0.999, 0.999)) + change)
 
@@ -226,6 +237,12 @@ class Config:
     #: with ``input_skip``: Gaussian sigma (pixels) of the input the skip passes on (0: unchanged); a
     #: blurred photo has no texture, so the generator starts from flat colours and only adds what a cartoon adds
     skip_blur: float = 0.0
+    #: with ``input_skip``: ``"gaussian"`` (sigma ``skip_blur``) or ``"guided"``: the self-guided filter
+    #: (:func:`toonlab.nn.guided_filter`, window radius ``guided_radius``, ``guided_eps``) flattens texture but
+    #: keeps edges, so the skip hands on a flat photo with sharp outlines instead of a blurred one
+    skip_filter: str = "gaussian"
+    guided_radius: int = 1
+    guided_eps: float = 0.01
     #: toonlab deviation (off in ``paper``): weight of the flatness prior on translated cartoons
     #: (:func:`flatness_loss`: small colour steps cost, outlines almost nothing)
     lambda_flat: float = 0.0
@@ -268,6 +285,8 @@ class Config:
             raise ValueError(f"norm {self.norm!r} is not usable in CycleGAN; choose instance, instance_affine, batch or none")
         if self.padding not in PADDINGS:
             raise ValueError(f"unknown padding {self.padding!r}; choose one of {', '.join(PADDINGS)}")
+        if self.skip_filter not in SKIP_FILTERS:
+            raise ValueError(f"unknown skip_filter {self.skip_filter!r}; choose one of {', '.join(SKIP_FILTERS)}")
         if self.upsample not in UPSAMPLES:
             raise ValueError(f"unknown upsample {self.upsample!r}; choose one of {', '.join(UPSAMPLES)}")
         if self.gan_mode not in GAN_MODES:
@@ -284,7 +303,7 @@ class Config:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("lambda_a", "lambda_b", "lambda_identity", "lr", "warmup_steps", "cycle_noise", "lambda_colour",
-                     "lambda_flat", "skip_blur", "blurred_fakes", "d_lr_ratio"):
+                     "lambda_flat", "skip_blur", "blurred_fakes", "d_lr_ratio", "guided_radius", "guided_eps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
@@ -437,7 +456,7 @@ class Model(TranslationModel):
     def _make_generator(self) -> ResnetGenerator:
         c = self.config
         return ResnetGenerator(3, 3, c.ngf, c.n_blocks, c.n_downsampling, c.norm, c.padding, c.dropout, c.upsample,
-                               c.input_skip, c.skip_blur)
+                               c.input_skip, c.skip_blur, c.skip_filter, c.guided_radius, c.guided_eps)
 
     # -- schedule ---------------------------------------------------------------------------------
     def lr_factor(self, step: int, steps_per_epoch: int) -> float:
