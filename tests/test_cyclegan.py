@@ -567,3 +567,19 @@ def test_guided_filter_flattens_texture_and_keeps_edges():
     assert model.train_step(fixed_batch(Config.preset("fast")), Precision(), 0)["G_total"] > 0
     with pytest.raises(ValueError, match="unknown skip_filter"):
         Config.preset("fast", skip_filter="median")
+
+
+def test_spectral_norm_discriminator_is_an_option_off_in_paper():
+    assert not Config.preset("paper").d_spectral_norm
+    plain = NLayerDiscriminator(3, 8, 2)
+    normed = NLayerDiscriminator(3, 8, 2, spectral_norm=True)
+    assert count_parameters(plain) == count_parameters(normed)  # the same weights, reparametrised
+    convs = [m for m in normed.modules() if isinstance(m, nn.Conv2d)]
+    assert convs and all(nn.utils.parametrize.is_parametrized(m, "weight") for m in convs)
+    with torch.no_grad():
+        for _ in range(20):  # power iterations in training mode
+            normed(torch.rand(1, 3, 32, 32))
+        first = convs[0].weight.flatten(1)
+    assert torch.linalg.matrix_norm(first, ord=2) == pytest.approx(1.0, rel=0.05)
+    model = fast_model(d_spectral_norm=True)
+    assert model.train_step(fixed_batch(Config.preset("fast")), Precision(), 0)["D_A"] > 0

@@ -155,7 +155,8 @@ class NLayerDiscriminator(nn.Module):
     PatchGAN discriminator".
     """
 
-    def __init__(self, in_ch: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance"):
+    def __init__(self, in_ch: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance",
+                 spectral_norm: bool = False):
         super().__init__()
         if n_layers < 1 or ndf < 1:
             raise ValueError(f"need ndf >= 1 and n_layers >= 1 (got {ndf}, {n_layers})")
@@ -176,6 +177,8 @@ class NLayerDiscriminator(nn.Module):
             nn.LeakyReLU(0.2, True),
             nn.Conv2d(ndf * mult, 1, 4, stride=1, padding=1),
         ]
+        if spectral_norm:  # toonlab deviation (off as official): every convolution 1-Lipschitz (Miyato et al. 2018)
+            layers = [nn.utils.parametrizations.spectral_norm(m) if isinstance(m, nn.Conv2d) else m for m in layers]
         self.model = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -253,6 +256,9 @@ class Config:
     #: toonlab deviation (1 in ``paper``): the discriminators' learning rate as a multiple of ``lr``; below 1
     #: the discriminators learn slower than the generators (two time-scale updates, Heusel et al. 2017)
     d_lr_ratio: float = 1.0
+    #: toonlab deviation (off in ``paper``): spectral normalisation of every discriminator convolution
+    #: (Miyato et al. 2018), which keeps a discriminator from winning so fast that the generators stamp patterns
+    d_spectral_norm: bool = False
     #: generator upsampling (``transpose`` in ``paper``, as official); ``resize`` avoids checkerboard speckle
     upsample: str = "transpose"
 
@@ -434,8 +440,8 @@ class Model(TranslationModel):
             torch.manual_seed(c.seed)
             self.G_A = self._make_generator()
             self.G_B = self._make_generator()
-            self.D_A = NLayerDiscriminator(3, c.ndf, c.n_layers_d, c.norm)
-            self.D_B = NLayerDiscriminator(3, c.ndf, c.n_layers_d, c.norm)
+            self.D_A = NLayerDiscriminator(3, c.ndf, c.n_layers_d, c.norm, c.d_spectral_norm)
+            self.D_B = NLayerDiscriminator(3, c.ndf, c.n_layers_d, c.norm, c.d_spectral_norm)
             for net in (self.G_A, self.G_B, self.D_A, self.D_B):
                 init_weights(net, c.init_type, c.init_gain)
         self.criterion_gan = GANLoss(c.gan_mode)
