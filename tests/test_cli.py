@@ -69,6 +69,11 @@ def test_translate_errors_are_clear(run_dir, tmp_path, capsys):
     assert "cannot read image" in capsys.readouterr().err
     assert main(["translate", str(tmp_path / "nothing.pt"), str(bad), str(tmp_path / "o.png")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    photo = tmp_path / "p.png"
+    Image.new("RGB", (40, 40), (120, 90, 60)).save(photo)
+    assert main(["translate", str(run_dir), str(photo), str(tmp_path / "o.png"), "--num-styles", "3"]) == 2
+    assert "multimodal models (MUNIT); cyclegan draws no styles" in capsys.readouterr().err
+    assert not (tmp_path / "o.png").exists()
 
 
 def test_train_on_a_missing_folder_names_the_layout(tmp_path, capsys):

@@ -382,28 +382,24 @@ def cmd_translate(args: argparse.Namespace) -> int:
             [m for m in vars(net).values() if isinstance(m, torch.nn.Module)]
         if not all(all_finite(m.state_dict().values()) for m in modules):
             raise CheckpointError(f"{args.checkpoint} holds NaN or infinite weights; its cartoons would be black or noise")
-        kind = args.official
-        if args.official == "munit":
-            munit_gens = net
-            def run(x):
-                return _munit_translate(munit_gens, x, args.direction, args.num_styles, style_image, args.seed)
-        else:
-            def run(x):
-                return net(x)
+        translator = net if hasattr(net, "translations") else None  # MUNIT's generator pair
         size = args.size
     else:
         from toonlab.checkpoint import load_trained_model
 
-        model = load_trained_model(args.checkpoint, device)
-        kind = model.kind
-        size = args.size or int(model.config.image_size)
-        if model.kind == "munit":
-            def run(x):
-                return _munit_translate(model, x, args.direction, args.num_styles, style_image, args.seed)
-        else:
-            def run(x):
-                return model.translate(x, args.direction)
-    n_styles = args.num_styles if kind == "munit" and not args.style_image else 1
+        net = translator = load_trained_model(args.checkpoint, device)
+        size = args.size or int(net.config.image_size)
+    multimodal = bool(getattr(translator, "multimodal", False))
+    if not multimodal and (args.num_styles != 1 or args.style_image):
+        raise CLIError("--num-styles and --style-image are for multimodal models (MUNIT); "
+                       f"{args.official or translator.kind} draws no styles")
+
+    def run(x):
+        if translator is None:
+            return net(x)
+        return translator.translations(x, args.direction, args.num_styles, style_image, args.seed)
+
+    n_styles = args.num_styles if multimodal and not args.style_image else 1
     plan = plan_outputs(input_path, output, n_styles, args.overwrite)
 
     from toonlab.data.folders import load_rgb
@@ -490,16 +486,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(f"metrics: {write_record(record, args.json)}")
     return 0
-
-
-def _munit_translate(model, x, direction, num_styles, style_image, seed):
-    import torch
-
-    generator = torch.Generator().manual_seed(seed)  # styles are drawn on the CPU, then moved
-    if style_image is not None:
-        return model.translate_with_reference(x, style_image, direction)
-    out = model.translate_many(x, num_styles, direction, generator=generator)
-    return out.reshape(-1, *out.shape[-3:])
 
 
 # --- argument parsing ----------------------------------------------------------------------------

@@ -94,6 +94,8 @@ class TranslationModel(nn.Module):
     kind: ClassVar[str] = "model"
     #: config fields that may change during training (learning rate, loss weights ...)
     hparam_names: ClassVar[tuple[str, ...]] = ("lr",)
+    #: True for models that draw a style for every translation (MUNIT): see :meth:`translations`
+    multimodal: ClassVar[bool] = False
 
     def __init__(self, config: Any):
         super().__init__()
@@ -134,6 +136,18 @@ class TranslationModel(nn.Module):
     def translate(self, x: torch.Tensor, direction: str = "AtoB") -> torch.Tensor:
         """Translate a batch in [-1, 1]: ``AtoB`` photo -> cartoon, ``BtoA`` cartoon -> photo."""
         raise NotImplementedError
+
+    def translations(self, x: torch.Tensor, direction: str = "AtoB", num_styles: int = 1,
+                     reference: torch.Tensor | None = None, seed: int = 0) -> torch.Tensor:
+        """What ``toonlab translate`` writes for a batch ``x``: ``(num_styles * N, C, H, W)``.
+
+        Default (unimodal models): :meth:`translate`; styles are refused. Multimodal models
+        (:attr:`multimodal`, MUNIT) draw ``num_styles`` seeded styles, or take the style of ``reference``.
+        """
+        if num_styles != 1 or reference is not None:
+            raise ValueError(f"{self.kind} draws no styles: --num-styles and --style-image are for multimodal "
+                             "models (MUNIT)")
+        return self.translate(x, direction)
 
     def translator(self, direction: str = "AtoB", seed: int = 0):
         """A function ``photos -> cartoons`` for evaluation (:mod:`toonlab.metrics`): deterministic for ``seed``.

@@ -558,6 +558,17 @@ class StyleTranslation:
 
     gen_a: AdaINGen
     gen_b: AdaINGen
+    multimodal: ClassVar[bool] = True
+
+    @torch.no_grad()
+    def translations(self, x: torch.Tensor, direction: str = "AtoB", num_styles: int = 1,
+                     reference: torch.Tensor | None = None, seed: int = 0) -> torch.Tensor:
+        """``toonlab translate``'s output: the style of ``reference``, else ``num_styles`` styles drawn
+        from a CPU generator seeded with ``seed``, style-major ``(num_styles * N, C, H, W)``."""
+        if reference is not None:
+            return self.translate_with_reference(x, reference, direction)
+        out = self.translate_many(x, num_styles, direction, generator=torch.Generator().manual_seed(int(seed)))
+        return out.reshape(-1, *out.shape[-3:])
 
     @property
     def style_dim(self) -> int:
