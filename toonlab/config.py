@@ -106,6 +106,14 @@ def seed_everything(seed: int = 0, deterministic: bool = True) -> None:
         torch.backends.cudnn.benchmark = False
 
 
+def check_at_least(config, minimum: float, names) -> None:
+    """Raise a ValueError naming the first field of ``config`` in ``names`` below ``minimum`` (configs' ``validate``)."""
+    for name in names:
+        value = getattr(config, name)
+        if value < minimum:
+            raise ValueError(f"{name} must be >= {minimum}, got {value}")
+
+
 def config_from_preset(cls, name: str, overrides: dict, model_name: str):
     """Build the config dataclass ``cls`` from ``cls.PRESETS[name]`` plus ``overrides``.
 

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from toonlab.config import check_at_least
 from toonlab.data.edges import EdgePromotedDataset
 from toonlab.hub import describe_keys
 from toonlab.losses import (
@@ -232,13 +233,9 @@ class Config:
             raise ValueError(f"unknown content_layer {self.content_layer!r}; choose one of {', '.join(VGG19_LAYERS)}")
         if self.image_size % 4:
             raise ValueError(f"image_size must be a multiple of 4 (two stride-2 convolutions), got {self.image_size}")
-        for name in ("image_size", "batch_size", "ngf", "ndf"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("n_blocks", "pool_size", "init_epochs", "init_epochs_decay", "n_epochs", "n_epochs_decay",
-                     "content_weight", "init_lr", "lr"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        check_at_least(self, 1, ("image_size", "batch_size", "ngf", "ndf"))
+        check_at_least(self, 0, ("n_blocks", "pool_size", "init_epochs", "init_epochs_decay", "n_epochs", "n_epochs_decay",
+                     "content_weight", "init_lr", "lr"))
         if self.init_steps is not None and self.init_steps < 0:
             raise ValueError(f"init_steps must be None (use init_epochs) or >= 0, got {self.init_steps}")
 

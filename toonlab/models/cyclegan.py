@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms.functional import gaussian_blur
 
+from toonlab.config import check_at_least
 from toonlab.hub import describe_keys, strip_wrapper_prefixes
 from toonlab.losses import GAN_MODES, GANLoss
 from toonlab.models.base import Precision, TranslationModel, eval_forward
@@ -302,16 +303,10 @@ class Config:
         multiple = 2**self.n_downsampling
         if self.image_size % multiple:
             raise ValueError(f"image_size must be a multiple of {multiple} (2**n_downsampling), got {self.image_size}")
-        for name in ("batch_size", "ngf", "ndf", "n_layers_d", "image_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("n_blocks", "n_downsampling", "pool_size", "n_epochs", "n_epochs_decay", "schedule_epoch_steps"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("lambda_a", "lambda_b", "lambda_identity", "lr", "warmup_steps", "cycle_noise", "lambda_colour",
-                     "lambda_flat", "skip_blur", "blurred_fakes", "d_lr_ratio", "guided_radius", "guided_eps"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        check_at_least(self, 1, ("batch_size", "ngf", "ndf", "n_layers_d", "image_size"))
+        check_at_least(self, 0, ("n_blocks", "n_downsampling", "pool_size", "n_epochs", "n_epochs_decay", "schedule_epoch_steps"))
+        check_at_least(self, 0, ("lambda_a", "lambda_b", "lambda_identity", "lr", "warmup_steps", "cycle_noise", "lambda_colour",
+                     "lambda_flat", "skip_blur", "blurred_fakes", "d_lr_ratio", "guided_radius", "guided_eps"))
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "Config":

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from toonlab.config import check_at_least
 from toonlab.hub import describe_keys, strip_wrapper_prefixes
 from toonlab.losses import GAN_MODES, GANLoss, VGGFeatures, load_vgg_trunk
 from toonlab.models.base import Precision, TranslationModel
@@ -458,14 +459,10 @@ class Config:
         for name in ("gen_init", "dis_init"):
             if getattr(self, name) not in INITS:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose one of {', '.join(INITS)}")
-        for name in ("image_size", "batch_size", "dim", "style_dim", "mlp_dim", "dis_dim", "dis_n_layer",
-                     "dis_num_scales", "step_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("n_downsample", "n_res", "max_iter", "gan_w", "recon_x_w", "recon_s_w", "recon_c_w",
-                     "recon_x_cyc_w", "vgg_w", "lr", "weight_decay", "gamma"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        check_at_least(self, 1, ("image_size", "batch_size", "dim", "style_dim", "mlp_dim", "dis_dim", "dis_n_layer",
+                     "dis_num_scales", "step_size"))
+        check_at_least(self, 0, ("n_downsample", "n_res", "max_iter", "gan_w", "recon_x_w", "recon_s_w", "recon_c_w",
+                     "recon_x_cyc_w", "vgg_w", "lr", "weight_decay", "gamma"))
         multiple = 2**self.n_downsample
         smallest = 2**STYLE_DOWNSAMPLINGS
         if self.image_size % multiple or self.image_size < smallest:
