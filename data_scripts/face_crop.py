@@ -19,7 +19,8 @@ try:
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from toonlab.data.folders import crop_faces, describe_layout
+from toonlab.data.faces import crop_faces
+from toonlab.data.folders import describe_layout
 
 
 def main(argv: list[str] | None = None) -> int:

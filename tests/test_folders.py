@@ -14,17 +14,15 @@ from PIL import Image, ImageDraw, ImageFilter
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+from toonlab.data.faces import crop_faces, face_detection_available, square_box
 from toonlab.data.folders import (
     BadImageWarning,
     DatasetLayoutError,
     UnpairedImageFolder,
-    crop_faces,
     default_load_size,
-    face_detection_available,
     list_images,
     load_rgb,
     normalize_layout,
-    square_box,
     to_rgb,
     validate_layout,
 )

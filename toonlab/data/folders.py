@@ -16,8 +16,7 @@ function of its seed and training resumes exactly.
 
 Real folders hold surprises. Grayscale, palette, RGBA, CMYK and 16-bit images are converted to RGB;
 unreadable, truncated and tiny files are skipped and counted, with one warning, never an exception
-in the middle of an epoch. The end of the module turns your own photos into a ``trainA`` folder of
-square face crops (OpenCV's Haar cascade), for the your-photo notebook.
+in the middle of an epoch. Your own photos become a folder of face crops with :mod:`toonlab.data.faces`.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ import os
 import shutil
 import warnings
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -310,11 +309,11 @@ def inspect_image(path: str | Path, min_side: int = MIN_SIDE, check: str = "quic
                 if check == "full" or (check == "quick" and not _ends_cleanly(Path(path), image_format)):
                     image.load()
     except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, struct.error ... on bad files
-        return None, _describe(err)
+        return None, describe_error(err)
     return mode, None
 
 
-def _describe(err: Exception) -> str:
+def describe_error(err: Exception) -> str:
     """A short reason for a failed file (without the path, which the report shows already)."""
     if isinstance(err, UnidentifiedImageError):
         return "not an image PIL can identify"
@@ -573,11 +572,11 @@ class UnpairedImageFolder(UnpairedImages):
     def _record_late_failure(self, domain: _Domain, index: int, err: Exception) -> None:
         domain.failed.add(index)
         path = domain.paths[index]
-        self.skipped.append(SkippedImage(path, _describe(err)))
+        self.skipped.append(SkippedImage(path, describe_error(err)))
         if not self._warned_late:
             self._warned_late = True
             warnings.warn(
-                f"{path} could not be read ({_describe(err)}); it is replaced by the next readable image of "
+                f"{path} could not be read ({describe_error(err)}); it is replaced by the next readable image of "
                 f"{domain.folder.name}. Further failures are only counted in dataset.skipped "
                 "(construct the dataset with check='full' to find every bad file up front).",
                 BadImageWarning,
@@ -593,134 +592,3 @@ class UnpairedImageFolder(UnpairedImages):
 
 def _shorten(text: str, limit: int = 400) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-# --------------------------------------------------------------------------------------------------
-# Your own photos -> a folder of square face crops (data_scripts/face_crop.py, your-photo notebook)
-
-#: OpenCV's bundled frontal-face Haar cascade (file name inside ``cv2.data.haarcascades``).
-HAAR_CASCADE = "haarcascade_frontalface_default.xml"
-
-
-@dataclass
-class FaceCropReport:
-    """What :func:`crop_faces` did: files written, photos without a face, unreadable files."""
-
-    saved: list[Path] = field(default_factory=list)
-    no_face: list[Path] = field(default_factory=list)
-    unreadable: list[SkippedImage] = field(default_factory=list)
-
-
-def face_detector(cascade: str | Path | None = None):
-    """A ``cv2.CascadeClassifier`` for frontal faces: ``cascade`` or OpenCV's bundled Haar file.
-
-    OpenCV 5 wheels no longer bundle the Haar cascades (and ``CascadeClassifier`` moved to the
-    contrib build); the error then says to install ``opencv-python-headless<5`` or pass ``cascade``.
-    """
-    import cv2
-
-    if not hasattr(cv2, "CascadeClassifier"):
-        raise RuntimeError(
-            f"OpenCV {cv2.__version__} has no CascadeClassifier (OpenCV 5 moved it out of the main wheel). "
-            "Install OpenCV 4: pip install 'opencv-python-headless>=4.8,<5'"
-        )
-    if cascade is None:
-        folder = getattr(getattr(cv2, "data", None), "haarcascades", "")
-        cascade = os.path.join(folder, HAAR_CASCADE)
-        if not os.path.isfile(cascade):
-            raise RuntimeError(
-                f"OpenCV {cv2.__version__} does not bundle {HAAR_CASCADE} (OpenCV 5 wheels dropped the Haar files). "
-                "Install OpenCV 4: pip install 'opencv-python-headless>=4.8,<5', or pass the path of a copy of "
-                f"{HAAR_CASCADE} as cascade= (face_crop.py --cascade FILE)"
-            )
-    detector = cv2.CascadeClassifier(str(cascade))
-    if detector.empty():
-        raise RuntimeError(f"OpenCV could not load the face cascade {cascade}")
-    return detector
-
-
-def face_detection_available() -> bool:
-    """True when :func:`face_detector` works with OpenCV's bundled cascade."""
-    try:
-        face_detector()
-    except RuntimeError:
-        return False
-    return True
-
-
-def detect_faces(image: Image.Image, detector=None, min_face: int = 40, max_side: int = 800) -> list[tuple[int, int, int, int]]:
-    """Face boxes ``(x, y, w, h)`` in ``image`` pixels, largest first (Haar cascade on a ``max_side`` copy)."""
-    import cv2
-
-    detector = detector or face_detector()
-    rgb = np.asarray(to_rgb(image))
-    scale = min(1.0, max_side / max(rgb.shape[:2]))
-    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    if scale < 1.0:
-        gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    gray = cv2.equalizeHist(gray)
-    smallest = max(8, int(round(min_face * scale)))
-    boxes = detector.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(smallest, smallest))
-    found = [tuple(int(round(v / scale)) for v in box) for box in np.asarray(boxes).reshape(-1, 4)]
-    return sorted(found, key=lambda b: b[2] * b[3], reverse=True)
-
-
-def square_box(box: tuple[int, int, int, int], image_size: tuple[int, int], margin: float = 0.4) -> tuple[int, int, int, int]:
-    """A square ``(left, top, right, bottom)`` around face ``box`` (x, y, w, h), kept inside the image.
-
-    The side is the face size times ``1 + 2 * margin`` (hair, chin and some background, like the
-    portrait datasets), centred on the face and shifted inwards where it would leave the image; it
-    shrinks to the image's short side only when it cannot fit otherwise.
-    """
-    x, y, w, h = box
-    width, height = image_size
-    side = int(round(max(w, h) * (1 + 2 * margin)))
-    side = max(1, min(side, width, height))
-    cx, cy = x + w / 2, y + h / 2
-    left = int(round(min(max(cx - side / 2, 0), width - side)))
-    top = int(round(min(max(cy - side / 2, 0), height - side)))
-    return left, top, left + side, top + side
-
-
-def crop_faces(
-    source: str | Path,
-    dest: str | Path,
-    size: int = 256,
-    margin: float = 0.4,
-    min_face: int = 40,
-    all_faces: bool = False,
-    cascade: str | Path | None = None,
-) -> FaceCropReport:
-    """Crop the faces of every image under ``source`` into ``dest`` as ``size``-px JPEGs.
-
-    Sub-folders are kept. With ``all_faces`` every detected face is saved (``name_face1.jpg`` ...),
-    otherwise the largest. Photos without a detected face and unreadable files are listed in the
-    report, not raised. ``cascade``: a Haar cascade XML instead of OpenCV's bundled one.
-    """
-    source, dest = Path(source).expanduser(), Path(dest).expanduser()
-    if not source.is_dir():
-        raise FileNotFoundError(f"{source} is not a folder of photos")
-    photos = list_images(source)
-    if not photos:
-        raise DatasetLayoutError(f"{source} holds no images: {_other_files_note(source)}.")
-    detector = face_detector(cascade)
-    report = FaceCropReport()
-    for path in photos:
-        try:
-            image = load_rgb(path)
-        except Exception as err:  # report and go on
-            report.unreadable.append(SkippedImage(path, _describe(err)))
-            continue
-        boxes = detect_faces(image, detector, min_face=min_face)
-        if not boxes:
-            report.no_face.append(path)
-            continue
-        relative = path.relative_to(source).with_suffix("")
-        for number, box in enumerate(boxes if all_faces else boxes[:1], start=1):
-            suffix = f"_face{number}" if all_faces else ""
-            target = dest / relative.parent / f"{relative.name}{suffix}.jpg"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            crop = image.crop(square_box(box, image.size, margin)).resize((size, size), Image.Resampling.LANCZOS)
-            crop.save(target, quality=95)
-            report.saved.append(target)
-    return report
