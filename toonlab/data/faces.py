@@ -13,7 +13,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from toonlab.data.folders import SkippedImage, describe_error, list_images, load_rgb, to_rgb
+from toonlab.data.folders import (
+    DatasetLayoutError,
+    SkippedImage,
+    other_files_note,
+    describe_error,
+    list_images,
+    load_rgb,
+    to_rgb,
+)
 
 #: OpenCV's bundled frontal-face Haar cascade (file name inside ``cv2.data.haarcascades``).
 HAAR_CASCADE = "haarcascade_frontalface_default.xml"
@@ -119,7 +127,7 @@ def crop_faces(
         raise FileNotFoundError(f"{source} is not a folder of photos")
     photos = list_images(source)
     if not photos:
-        raise DatasetLayoutError(f"{source} holds no images: {_other_files_note(source)}.")
+        raise DatasetLayoutError(f"{source} holds no images: {other_files_note(source)}.")
     detector = face_detector(cascade)
     report = FaceCropReport()
     for path in photos:

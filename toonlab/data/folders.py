@@ -136,7 +136,7 @@ def _layout_error(root: Path, problem: str) -> DatasetLayoutError:
     return DatasetLayoutError(f"{problem}\n" + (f"{hint}\n" if hint else "") + expected_layout(root))
 
 
-def _other_files_note(folder: Path) -> str:
+def other_files_note(folder: Path) -> str:
     """For an image-less folder: what it holds instead (HEIC from phones, GIFs ...)."""
     others = Counter()
     for _dirpath, _, filenames in os.walk(folder):
@@ -160,7 +160,7 @@ def split_folders(root: str | Path, split: str) -> tuple[Path, Path]:
         raise _layout_error(root, f"Dataset folder {root} has no {' and no '.join(missing)} folder.")
     for folder in folders:
         if not list_images(folder):
-            raise _layout_error(root, f"{folder} holds no images: {_other_files_note(folder)}.")
+            raise _layout_error(root, f"{folder} holds no images: {other_files_note(folder)}.")
     return folders
 
 
