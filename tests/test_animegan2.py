@@ -21,7 +21,7 @@ def _conv_norm_keys(prefix: str, conv_bias: bool = False) -> list[str]:
 
 
 def _published_keys() -> list[str]:
-    """The 77 keys of the published files, written out from reference-models.md §7."""
+    """The 77 keys of the published files, written out from docs/reference.md §7."""
     keys: list[str] = []
     for i in range(3):
         keys += _conv_norm_keys(f"block_a.{i}")
@@ -100,7 +100,7 @@ def test_unaligned_upsampling_loses_pixels_on_odd_sizes(generator):
 
 
 def test_conv_norm_lrelu_is_reflect_pad_conv_layer_norm_leaky_relu():
-    """GroupNorm(1, C) is TF's layer norm over (C, H, W) with a per-channel affine (reference-models.md §5)."""
+    """GroupNorm(1, C) is TF's layer norm over (C, H, W) with a per-channel affine (docs/reference.md §5)."""
     torch.manual_seed(1)
     block = animegan2.ConvNormLReLU(4, 6, kernel_size=3, stride=2, padding=(0, 1, 0, 1))
     with torch.no_grad():

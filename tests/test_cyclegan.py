@@ -1,4 +1,4 @@
-"""CycleGAN: architecture facts of the official code (reference-models.md §1, §7), image pool,
+"""CycleGAN: architecture facts of the official code (docs/reference.md §1, §7), image pool,
 training step, schedule and checkpoint extras. Forwards run at small sizes."""
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ def square_image(size: int = 48, low: int = 16, high: int = 32) -> np.ndarray:
 
 
 def reference_smoothing(rgb: np.ndarray) -> np.ndarray:
-    """The reference procedure written out pixel by pixel (reference-models.md §3.2).
+    """The reference procedure written out pixel by pixel (docs/reference.md §3.2).
 
     Canny 100/200 on grey, 5x5 dilation, then at each dilated edge pixel the Gaussian-weighted sum
     over the reflect-padded 5x5 neighbourhood (np.pad "reflect"), per channel.

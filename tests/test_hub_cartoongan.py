@@ -1,7 +1,7 @@
 """The published CartoonGAN weights load into toonlab's RGB generator with identical outputs.
 
 ``ReferenceTransformer`` is written here from the description of the official ``Transformer``
-(reference-models.md §3.1): flat attribute names, a hand-written instance norm with ``scale``/``shift``
+(docs/reference.md §3.1): flat attribute names, a hand-written instance norm with ``scale``/``shift``
 and eps 1e-9, and BGR images in and out. It gets random weights, is saved like a published
 ``*_net_G_float.pth`` and loaded through :func:`toonlab.hub.load_official`.
 """

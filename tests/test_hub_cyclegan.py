@@ -1,4 +1,4 @@
-"""Official CycleGAN generator files -> toonlab (reference-models.md §1.1, §8).
+"""Official CycleGAN generator files -> toonlab (docs/reference.md §1.1, §8).
 
 The "official" generator is rebuilt here from plain torch layers, following the published layout
 (``model`` Sequential, ``conv_block`` Sequential per residual block), independently of toonlab.

@@ -1,7 +1,7 @@
 """Official MUNIT generator files load through toonlab.hub with identical encode/decode outputs.
 
 The reference below is written independently for this test from the facts in
-reference-models.md §2.1 and §8 (module layout and names of the official ``networks.py``): its own
+docs/reference.md §2.1 and §8 (module layout and names of the official ``networks.py``): its own
 conv block, MUNIT layer norm, and AdaIN done the official way (batch norm over the (1, N*C, H, W)
 reshape with dummy running statistics). Nothing is shared with ``toonlab.models.munit``.
 """
@@ -185,7 +185,7 @@ def _randomised(gen: RefAdaINGen) -> RefAdaINGen:
 
 
 def _old_instance_norm_keys(n_down: int, n_res: int, dim: int) -> dict[str, torch.Tensor]:
-    """PyTorch 0.3-era extra keys of the published files (reference-models.md §2.3, §8)."""
+    """PyTorch 0.3-era extra keys of the published files (docs/reference.md §2.3, §8)."""
     extra = {}
     channels = [dim * 2**k for k in range(n_down + 1)]
     for k, c in enumerate(channels):

@@ -26,7 +26,7 @@ def _conv_block_keys(prefix: str, norm: str = "none") -> list[str]:
 
 
 def _official_generator_keys() -> list[str]:
-    """The 82 keys of the official AdaINGen (paper config), written out from reference-models.md §7."""
+    """The 82 keys of the official AdaINGen (paper config), written out from docs/reference.md §7."""
     keys: list[str] = []
     for k in range(5):
         keys += _conv_block_keys(f"enc_style.model.{k}")
@@ -68,7 +68,7 @@ def _fast_batch(config: munit.Config, seed: int = 0) -> dict[str, torch.Tensor]:
             "B": _images(config.batch_size, config.image_size, seed + 1)}
 
 
-# --- sizes and keys (reference-models.md §7) -----------------------------------------------------
+# --- sizes and keys (docs/reference.md §7) -----------------------------------------------------
 
 
 def test_paper_generator_parameter_counts(paper_generator):
@@ -111,7 +111,7 @@ def test_paper_discriminator_parameters_and_keys(paper_discriminator):
 
 def test_paper_model_totals():
     model = munit.Model(munit.Config.preset("paper"))
-    assert count_parameters(model) == 2 * 15_026_187 + 2 * 8_271_171  # 46.59M, reference-models.md §7
+    assert count_parameters(model) == 2 * 15_026_187 + 2 * 8_271_171  # 46.59M, docs/reference.md §7
     assert len(model.state_dict()) == 2 * 82 + 2 * 30
     gen_params = sum(p.numel() for g in model.optimizers["gen"].param_groups for p in g["params"])
     dis_params = sum(p.numel() for g in model.optimizers["dis"].param_groups for p in g["params"])
@@ -153,7 +153,7 @@ def test_bad_images_raise_clear_errors():
         gen.decode(content, style[:1])
 
 
-# --- normalisation blocks (reference-models.md §2.1) --------------------------------------------
+# --- normalisation blocks (docs/reference.md §2.1) --------------------------------------------
 
 
 def test_decoder_layer_norm_matches_definition_not_groupnorm():

@@ -2,7 +2,7 @@
 the image pool of generated images the discriminators see (CycleGAN, CartoonGAN).
 
 Each block keeps the attribute names and ``nn.Sequential`` indices of the reference code it comes
-from, so published checkpoints load without renaming (reference-models.md §1.1, §2.1, §8).
+from, so published checkpoints load without renaming (docs/reference.md §1.1, §2.1, §8).
 Notebook 01 §"Blocks" rebuilds :class:`ResnetBlock`; notebook 03 §"AdaIN" rebuilds
 :class:`AdaptiveInstanceNorm2d` and :class:`LayerNorm`.
 """
@@ -20,7 +20,7 @@ PADDINGS = ("reflect", "replicate", "zero")
 
 
 class LayerNorm(nn.Module):
-    """MUNIT's layer norm (reference-models.md §2.1): per sample, over (C, H, W).
+    """MUNIT's layer norm (docs/reference.md §2.1): per sample, over (C, H, W).
 
     ``y = (x - mean) / (std + eps) * gamma + beta`` with the *unbiased* standard deviation and
     ``eps`` added to the deviation, not the variance. It differs from ``nn.GroupNorm(1, C)`` (biased
@@ -132,7 +132,7 @@ def make_activation(kind: str) -> nn.Module:
 class ResnetBlock(nn.Module):
     """``x + conv_block(x)`` with ``conv_block = [pad, conv3x3, norm, ReLU, (dropout), pad, conv3x3, norm]``.
 
-    The CycleGAN ResnetBlock (reference-models.md §1.1): without dropout and with reflect padding the
+    The CycleGAN ResnetBlock (docs/reference.md §1.1): without dropout and with reflect padding the
     two convolutions sit at ``conv_block.1`` and ``conv_block.5``, as in the official checkpoints.
     With ``padding="zero"`` the padding moves into the convolutions (and the indices shift), as in
     the official code. CartoonGAN uses it with ``norm="instance_affine"``.
@@ -170,7 +170,7 @@ class ResnetBlock(nn.Module):
 
 
 class Conv2dBlock(nn.Module):
-    """MUNIT's ``Conv2dBlock``: pad -> conv (bias) -> norm -> activation (reference-models.md §2.1).
+    """MUNIT's ``Conv2dBlock``: pad -> conv (bias) -> norm -> activation (docs/reference.md §2.1).
 
     Attribute names (``pad``, ``norm``, ``activation``, ``conv``) match the official checkpoints'
     keys, e.g. ``enc_style.model.0.conv.weight`` and ``dec.model.2.norm.gamma``.

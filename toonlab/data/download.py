@@ -529,7 +529,7 @@ CYCLEGAN_MODEL_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_mod
 CARTOONGAN_URL = "http://vllab1.ucmerced.edu/~yli62/CartoonGAN/pytorch_pth/{name}_net_G_float.pth"
 ANIMEGAN2_URL = "https://github.com/bryandlee/animegan2-pytorch/raw/main/weights/{name}.pt"
 
-#: Unpaired CycleGAN datasets of datasets/download_cyclegan_dataset.sh (reference-models.md §1.4).
+#: Unpaired CycleGAN datasets of datasets/download_cyclegan_dataset.sh (docs/reference.md §1.4).
 #: cityscapes is left out on purpose (licence: get it from cityscapes-dataset.com); ae_photos and
 #: the mini sets are not in the trainA/trainB layout.
 CYCLEGAN_DATASETS = (

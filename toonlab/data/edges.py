@@ -7,7 +7,7 @@ learns to demand crisp edges, and the generator learns to draw them (the foundin
 problem 1, abstraction with clean lines).
 
 :func:`smooth_edges` makes one twin as the reference ``edge_promoting.py`` does
-(reference-models.md §3.2): Canny edges (thresholds 100/200) of the grey image, dilated by a 5x5
+(docs/reference.md §3.2): Canny edges (thresholds 100/200) of the grey image, dilated by a 5x5
 square, and on those pixels only a 5x5 Gaussian blur (``cv2.getGaussianKernel(5, 0)``, sigma 1.1,
 reflect-101 border). Everything else stays bit-identical.
 

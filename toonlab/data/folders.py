@@ -8,7 +8,7 @@ A dataset is a folder ``root`` holding four sub-folders (images may sit in neste
       testA/    domain A for testing
       testB/    domain B for testing
 
-:class:`UnpairedImageFolder` reads it with the paper's augmentation (reference-models.md §1.3):
+:class:`UnpairedImageFolder` reads it with the paper's augmentation (docs/reference.md §1.3):
 train = square bicubic resize to ``load_size`` (286 for 256, scaled for other sizes) -> random
 ``size`` crop -> random horizontal flip -> [-1, 1]; test = bicubic resize to ``size`` x ``size``.
 All randomness comes from :func:`toonlab.data.loader.augmentation_generator`, so a sample is a pure
@@ -367,7 +367,7 @@ def paper_transform(
     train: bool = True,
     flip: bool | None = None,
 ) -> torch.Tensor:
-    """CycleGAN's data augmentation as a pure function of ``seed`` (reference-models.md §1.3).
+    """CycleGAN's data augmentation as a pure function of ``seed`` (docs/reference.md §1.3).
 
     train: bicubic resize to ``load_size`` x ``load_size`` (square, as the official
     ``resize_and_crop``) -> crop ``size`` x ``size`` at (top, left) drawn from the seed's generator ->

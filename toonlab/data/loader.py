@@ -4,7 +4,7 @@ An unpaired dataset (synthetic portraits or image folders) answers ``dataset[(i_
 with ``{"A": photo_i_a, "B": cartoon_i_b}``, using ``seed`` for its random augmentation. The
 :class:`UnpairedSampler` decides those keys from the run seed and the position in the stream alone,
 the way the official CycleGAN loader does: an epoch is ``max(|A|, |B|)`` samples, A is read in a
-shuffled order, B at random (reference-models.md §1.3). Starting the sampler at step ``k`` gives the
+shuffled order, B at random (docs/reference.md §1.3). Starting the sampler at step ``k`` gives the
 same batches a run that never stopped would see, with any number of loader workers.
 """
 

@@ -1,10 +1,10 @@
-"""AnimeGANv2 face-portrait generator, inference only (reference-models.md §5, §7, §8).
+"""AnimeGANv2 face-portrait generator, inference only (docs/reference.md §5, §7, §8).
 
 AnimeGANv2 (Chen, Liu & Chen, "AnimeGAN: a novel lightweight GAN for photo animation", 2019; v2 2020)
 is the strongest public portrait -> anime baseline. Its face models (``face_paint_512_v1``,
 ``face_paint_512_v2``, ``celeba_distill``) and the ``paprika`` scene model were published as plain
 PyTorch state dicts of one architecture, without training code. toonlab only loads and runs them:
-notebook 04 (compare) and the your-photo notebook use it as the pretrained baseline through
+notebook 05 (compare) uses it as the pretrained baseline through
 ``toonlab.hub.load_official("animegan2", path)`` and :func:`face2paint`.
 
 The generator is an encoder -> inverted-residual bottleneck -> decoder:
@@ -14,7 +14,7 @@ The generator is an encoder -> inverted-residual bottleneck -> decoder:
 * the two stride-2 convs pad ``(0, 1, 0, 1)`` (TF "SAME"), so odd sizes round down;
 * the decoder resizes bilinearly back to the exact encoder sizes instead of using transposed convs.
 
-Attribute names and ``nn.Sequential`` indices follow the published files (reference-models.md §7), so
+Attribute names and ``nn.Sequential`` indices follow the published files (docs/reference.md §7), so
 they load with ``strict=True``: 2,143,552 parameters in 77 state-dict keys.
 """
 
@@ -208,7 +208,7 @@ def face2paint(
 ) -> Image.Image:
     """Cartoonise a portrait photo: centre-crop a square, resize to ``size`` (LANCZOS), run the model.
 
-    The same steps as the reference ``face2paint`` (reference-models.md §5): RGB ``to_tensor * 2 - 1``,
+    The same steps as the reference ``face2paint`` (docs/reference.md §5): RGB ``to_tensor * 2 - 1``,
     forward under ``torch.no_grad()``, ``(y * 0.5 + 0.5).clip(0, 1)`` back to an RGB PIL image of
     ``size`` x ``size``. The face models were trained on 512x512 faces (``celeba_distill`` on 256).
     ``model`` must already be on ``device``.

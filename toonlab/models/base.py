@@ -3,7 +3,7 @@
 A model is an ``nn.Module`` holding its networks, its optimisers and its loss weights, with one
 method that does a full training iteration (:meth:`TranslationModel.train_step`). The training loop
 knows nothing else about it: it sets learning rates from :meth:`lr_factor`, moves batches to the
-device, handles mixed precision through :class:`Precision`, and saves :meth:`training_state`.
+device, handles mixed precision through :class:`Precision`, and saves what :meth:`state_dict`, the optimisers and :meth:`extra_state` hold.
 """
 
 from __future__ import annotations

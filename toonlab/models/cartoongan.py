@@ -1,4 +1,4 @@
-"""CartoonGAN (Chen, Lai & Liu, CVPR 2018), faithful to the published generator (reference-models.md §3).
+"""CartoonGAN (Chen, Lai & Liu, CVPR 2018), faithful to the published generator (docs/reference.md §3).
 
 One generator turns photos (A) into cartoons (B); there is no way back. Two ideas make it work on
 unpaired data, and notebook 02 builds both:
@@ -13,7 +13,7 @@ Training starts with an **initialisation phase** (the generator learns to recons
 content loss alone), then the adversarial phase. One training loop runs both:
 :meth:`Model.train_step` picks the phase from the step number (:meth:`Model.in_init_phase`).
 
-Networks: :class:`Generator` has the layout of the official ``Transformer`` (reference-models.md
+Networks: :class:`Generator` has the layout of the official ``Transformer`` (docs/reference.md
 §3.1: flat 7x7 conv, two down-convolution blocks, 8 residual blocks, two up-convolution blocks, 7x7
 conv, tanh; affine instance norm with eps 1e-9); :class:`Discriminator` is the author's 3x3 patch
 discriminator with ndf 32. :func:`from_official_state_dict` loads the published Hayao, Hosoda,
@@ -59,7 +59,7 @@ CONTENT_NETS = ("vgg19", "parts", "auto")
 
 
 class Generator(nn.Module):
-    """The official CartoonGAN generator (reference-models.md §3.1); notebook 02 §"Generator".
+    """The official CartoonGAN generator (docs/reference.md §3.1); notebook 02 §"Generator".
 
     ``flat``: ReflPad(3), Conv7x7 3->ngf, IN, ReLU. ``down``: two blocks of [Conv3x3 stride 2,
     Conv3x3 stride 1, IN, ReLU] (ngf -> 2ngf -> 4ngf, zero padding 1). ``res_blocks``: ``n_blocks``
@@ -110,7 +110,7 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """The author's patch discriminator (``defineD_n_layers``, kw 3, n_layers 3; reference-models.md §3.2).
+    """The author's patch discriminator (``defineD_n_layers``, kw 3, n_layers 3; docs/reference.md §3.2).
 
     ``model``: c3s1-ndf, LReLU | c3s2-2ndf, LReLU, c3s1-4ndf, IN, LReLU | c3s2-4ndf, LReLU,
     c3s1-8ndf, IN, LReLU | c3s1-8ndf, IN, LReLU | c3s1-1. Zero padding 1, LeakyReLU 0.2, no sigmoid
@@ -118,7 +118,7 @@ class Discriminator(nn.Module):
     (64x64 for 256x256). Notebook 02 §"Discriminator".
 
     With ``norm="instance"`` (IN without affine, as the PyTorch reimplementation) ndf 32 gives
-    1,128,385 parameters, the count in reference-models.md §7. The author's Torch IN is affine
+    1,128,385 parameters, the count in docs/reference.md §7. The author's Torch IN is affine
     (``norm="instance_affine"``: 1,280 more parameters).
     """
 
@@ -153,7 +153,7 @@ class Discriminator(nn.Module):
 @dataclass
 class Config:
     """CartoonGAN hyper-parameters. ``paper`` follows the paper and, where it is silent, the author's
-    Torch code (reference-models.md §3.2):
+    Torch code (docs/reference.md §3.2):
 
     * initialisation phase: content loss only, ``init_epochs`` 10 at ``init_lr`` 2e-4. The author's
       code adds ``init_epochs_decay`` 10 epochs of linear decay (set it to 10 to reproduce that);
@@ -165,7 +165,7 @@ class Config:
       gradients even when D wins easily, which is why CycleGAN and the author use it;
     * ``content_weight`` 10 on the mean L1 distance of VGG19 ``conv4_4`` features (before ReLU);
     * a history of ``pool_size`` 50 generated images for D, as the author's code (CycleGAN's pool);
-    * ``d_norm`` ``instance`` (IN without affine): D has the 1,128,385 parameters of reference-models.md
+    * ``d_norm`` ``instance`` (IN without affine): D has the 1,128,385 parameters of docs/reference.md
       §7; the author's Torch IN is affine (``instance_affine``, 1,280 parameters more).
 
     The znxlwm reimplementation instead uses lr 2e-4 for G and D for 100 epochs (x0.1 at 50 and 75),
@@ -539,7 +539,7 @@ class Model(TranslationModel):
 
 
 def official_key_map(n_blocks: int = 8) -> dict[str, str]:
-    """Official ``Transformer`` module name -> toonlab :class:`Generator` module name (reference-models.md §8).
+    """Official ``Transformer`` module name -> toonlab :class:`Generator` module name (docs/reference.md §8).
 
     ``conv*``/``deconv*`` carry ``weight``/``bias``; ``in*`` carry ``scale``/``shift``, which are
     toonlab's ``weight``/``bias``. The official names number the 8 residual blocks ``04``..``11``.
@@ -577,7 +577,7 @@ def _official_to_toonlab_keys(n_blocks: int = 8) -> dict[str, str]:
 def from_official_state_dict(state: Mapping[str, Any]) -> Generator:
     """The published ``{Hayao,Hosoda,Paprika,Shinkai}_net_G_float.pth`` as a toonlab :class:`Generator` taking RGB.
 
-    The official ``Transformer`` (reference-models.md §3.1, §8) reads and writes **BGR** in [-1, 1].
+    The official ``Transformer`` (docs/reference.md §3.1, §8) reads and writes **BGR** in [-1, 1].
     Its 94 flat keys (``conv01_1.weight``, ``in01_1.scale`` ... ``deconv03_1.bias``) are renamed to
     toonlab's modules, and the channel order is folded into the weights: the first conv's input
     channels and the last conv's output channels (weights and bias) are reversed. So

@@ -1,4 +1,4 @@
-"""CycleGAN (Zhu et al., ICCV 2017), faithful to the official code (reference-models.md §1).
+"""CycleGAN (Zhu et al., ICCV 2017), faithful to the official code (docs/reference.md §1).
 
 Two generators and two PatchGAN discriminators learn photo (A) <-> cartoon (B) from unpaired images:
 
@@ -57,7 +57,7 @@ def _conv_bias(norm: str) -> bool:
 class ResnetGenerator(nn.Module):
     """The official ResNet generator: c7s1-ngf, d(2ngf), d(4ngf), R x n_blocks, u(2ngf), u(ngf), c7s1-3, tanh.
 
-    One ``nn.Sequential`` named ``model`` with the official indices (reference-models.md §1.1). For
+    One ``nn.Sequential`` named ``model`` with the official indices (docs/reference.md §1.1). For
     the paper's 9 blocks and 2 downsamplings: ``0`` ReflPad(3), ``1`` Conv7x7, ``2`` norm, ``3`` ReLU,
     ``4-9`` two stride-2 convs (conv, norm, ReLU), ``10-18`` :class:`toonlab.nn.ResnetBlock`,
     ``19-24`` two ConvTranspose (k3, s2, p1, output_padding 1), ``25`` ReflPad(3), ``26`` Conv7x7 (bias),
@@ -149,7 +149,7 @@ class ResnetGenerator(nn.Module):
 class NLayerDiscriminator(nn.Module):
     """The 70x70 PatchGAN (``n_layers=3``): C64 (no norm) - C128 - C256 - C512 (stride 1) - 1 logit map.
 
-    ``model`` indices as official (reference-models.md §1.1): ``0`` Conv4x4 s2, ``1`` LeakyReLU(0.2),
+    ``model`` indices as official (docs/reference.md §1.1): ``0`` Conv4x4 s2, ``1`` LeakyReLU(0.2),
     then per layer conv, norm, LeakyReLU, a stride-1 conv block at ``ndf * min(2**n_layers, 8)``
     channels, and a final stride-1 Conv to one channel. Padding 1 everywhere, no sigmoid (the GAN
     criterion works on logits). A 256x256 input gives a 1x30x30 map. Notebook 01 §"Block 3 — the 70x70
@@ -191,7 +191,7 @@ class NLayerDiscriminator(nn.Module):
 
 @dataclass
 class Config:
-    """CycleGAN hyper-parameters; the defaults are the official ones (reference-models.md §1.3).
+    """CycleGAN hyper-parameters; the defaults are the official ones (docs/reference.md §1.3).
 
     ``lambda_identity`` is a fraction of the cycle weights, as official: the identity terms weigh
     ``lambda_identity * lambda_b`` (for ``G_A``) and ``lambda_identity * lambda_a`` (for ``G_B``).
@@ -477,7 +477,7 @@ class Model(TranslationModel):
 
     # -- training -----------------------------------------------------------------------------------
     def train_step(self, batch: dict[str, torch.Tensor], precision: Precision, step: int) -> dict[str, float]:
-        """One official iteration (reference-models.md §1.2) on ``{"A": photos, "B": cartoons}``.
+        """One official iteration (docs/reference.md §1.2) on ``{"A": photos, "B": cartoons}``.
 
         1. forward: ``fake_B = G_A(A)``, ``rec_A = G_B(fake_B)``, ``fake_A = G_B(B)``, ``rec_B = G_A(fake_A)``;
         2. freeze ``D_A``, ``D_B``; generator loss (paper eq. 3 + identity)
@@ -586,7 +586,7 @@ _STAT_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
 def from_official_state_dict(state: Mapping[str, Any]) -> ResnetGenerator:
     """Build the :class:`ResnetGenerator` that an official CycleGAN generator state dict describes, and load it.
 
-    Handles the published variants (reference-models.md §8): a DataParallel ``module.`` prefix;
+    Handles the published variants (docs/reference.md §8): a DataParallel ``module.`` prefix;
     stale InstanceNorm ``running_mean/running_var/num_batches_tracked`` keys of old files (issues
     #262, #318), dropped for every InstanceNorm layer as the official code does; the dropout layout
     whose second block conv sits at ``conv_block.6`` (issue #461). ``ngf``, the number of blocks and

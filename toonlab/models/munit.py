@@ -6,7 +6,7 @@ becomes a cartoon by keeping its content and decoding it with a cartoon style; s
 style vectors gives different cartoons of the same photo (the paper's answer to "many cartoons fit
 one photo").
 
-Written for toonlab from the facts in reference-models.md §2, §7, §8 (the official code is CC
+Written for toonlab from the facts in docs/reference.md §2, §7, §8 (the official code is CC
 BY-NC-SA and is not copied). Per domain there is one :class:`AdaINGen` (style encoder, content
 encoder, MLP, decoder) and one :class:`MultiScaleDiscriminator`; module and attribute names follow
 the official checkpoints, so published ``gen_*.pt`` files load with :func:`from_official_state_dict`
@@ -56,7 +56,7 @@ STYLE_DOWNSAMPLINGS = 4
 class ResidualBlock(nn.Module):
     """``x + model(x)`` with ``model = [Conv2dBlock 3x3 (norm, activation), Conv2dBlock 3x3 (norm)]``.
 
-    The content encoder uses it with instance norm, the decoder with AdaIN (reference-models.md §2.1).
+    The content encoder uses it with instance norm, the decoder with AdaIN (docs/reference.md §2.1).
     Keys: ``model.0.conv.*``, ``model.1.conv.*`` (plus the AdaIN dummy buffers ``model.j.norm.*``).
     """
 
@@ -213,7 +213,7 @@ def assign_adain_params(params: torch.Tensor, module: nn.Module) -> None:
 
     Layers are visited in module order; each takes the next ``C`` columns as its **bias** (the
     target mean) and the following ``C`` columns as its **weight** (the target std), exactly as the
-    official ``assign_adain_params`` (reference-models.md §2.1). Notebook 03 §"AdaIN decoder".
+    official ``assign_adain_params`` (docs/reference.md §2.1). Notebook 03 §"AdaIN decoder".
     """
     layers = adain_layers(module)
     expected = sum(2 * m.num_features for m in layers)
@@ -354,7 +354,7 @@ class MultiScaleDiscriminator(nn.Module):
 
 
 def load_vgg16_relu5_3(weights: str | Path | None = "imagenet") -> VGGFeatures:
-    """Frozen VGG16 up to relu5_3 **without pool4**, as MUNIT's ``Vgg16`` (reference-models.md §2.1).
+    """Frozen VGG16 up to relu5_3 **without pool4**, as MUNIT's ``Vgg16`` (docs/reference.md §2.1).
 
     torchvision's VGG16 feature layers 0-22, then 24-29: the max-pool between conv4_3 and conv5_1 is
     left out (the classifier is never built). ``weights``: ``"imagenet"`` (torchvision's file from
@@ -379,7 +379,7 @@ def load_vgg16_relu5_3(weights: str | Path | None = "imagenet") -> VGGFeatures:
 
 @dataclass
 class Config:
-    """MUNIT hyper-parameters; the defaults are the official configs (reference-models.md §2.2).
+    """MUNIT hyper-parameters; the defaults are the official configs (docs/reference.md §2.2).
 
     Networks: ``dim``, ``style_dim``, ``mlp_dim``, ``n_downsample``, ``n_res`` (generators) and
     ``dis_dim``, ``dis_n_layer``, ``dis_num_scales`` (discriminators). Loss weights: ``gan_w``,
@@ -488,7 +488,7 @@ class Config:
 
 def discriminator_loss(criterion: GANLoss, discriminator: nn.Module, real: torch.Tensor,
                        fake: torch.Tensor) -> torch.Tensor:
-    """Paper eq. 4, discriminator side, summed over scales with no 0.5 factor (reference-models.md §2.1).
+    """Paper eq. 4, discriminator side, summed over scales with no 0.5 factor (docs/reference.md §2.1).
 
     With lsgan: ``sum_s mean(D_s(fake)^2) + mean((D_s(real) - 1)^2)``. ``fake`` is detached.
     """
@@ -953,7 +953,7 @@ def from_official_state_dict(state: Mapping[str, Any]) -> MUNITGenerators:
     """Official MUNIT generators ``{'a': AdaINGen.state_dict(), 'b': ...}`` -> :class:`MUNITGenerators`.
 
     Reads the ``gen_%08d.pt`` files of the official trainer and the published ``<name>.pt`` models
-    (reference-models.md §2.3, §8), including the PyTorch 0.3-era files that carry running statistics
+    (docs/reference.md §2.3, §8), including the PyTorch 0.3-era files that carry running statistics
     of the content encoder's instance norms (they are dropped, like ``utils.pytorch03_to_pytorch04``
     does). ``dim``, ``style_dim``, ``mlp_dim``, ``n_downsample`` and ``n_res`` are read from the key
     shapes; activation relu and reflect padding are assumed (every official config uses them). Any
