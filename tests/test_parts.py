@@ -37,6 +37,25 @@ def test_network_shapes_and_bad_input():
         net(torch.zeros(3, 32, 32))
 
 
+def test_content_features_fold_every_level_to_a_quarter_with_fixed_shares():
+    net = parts.PartsNet(width=4).eval()
+    features = parts.PartsFeatures(net)
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    out = features(x)
+    assert out.shape == (2, 16 * 4 + 8 * 4 + 4 * 4 + 3, 8, 8)
+    channels = {"full": 64, "half": 32, "parts": 16, "colour": 3}
+    shares = {k: features.weights[k] * c / sum(channels.values()) for k, c in channels.items()}
+    assert shares == pytest.approx(parts.CONTENT_SHARES) and sum(shares.values()) == pytest.approx(1.0)
+    colour = out[:, -3:] / features.weights["colour"]
+    torch.testing.assert_close(colour, torch.nn.functional.avg_pool2d(x, 4))  # the 4x4 mean colour
+    recoloured = x.clone()
+    recoloured[:, 0] = -recoloured[:, 0]  # the same parts, another colour: the colour block sees it
+    assert (features(recoloured)[:, -3:] - out[:, -3:]).abs().mean() > 0.1
+    assert not any(p.requires_grad for p in features.parameters())
+    features.train()
+    assert not features.net.training  # BatchNorm keeps its statistics
+
+
 def test_jitter_keeps_range_and_is_seeded():
     images, _ = parts.labelled_portraits(range(3), 32, 0, "trainA", "trainB")
     a = parts.jitter(images, torch.Generator().manual_seed(1))
