@@ -9,6 +9,7 @@ Notebook 01 §"Blocks" rebuilds :class:`ResnetBlock`; notebook 03 §"AdaIN" rebu
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 import torch
@@ -217,6 +218,44 @@ def guided_filter(x: torch.Tensor, radius: int = 1, eps: float = 0.01) -> torch.
     a = var / (var + eps)
     b = mean - a * mean
     return (box(a) * u + box(b)) * 2 - 1
+
+
+def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur of standard deviation ``sigma`` pixels (kernel radius ceil(3 sigma))."""
+    from torchvision.transforms.functional import gaussian_blur
+
+    radius = max(1, math.ceil(3 * sigma))
+    return gaussian_blur(x, [2 * radius + 1] * 2, [sigma] * 2)
+
+
+#: how an :class:`InputSkip` smooths the input it hands on
+SKIP_FILTERS = ("gaussian", "guided")
+
+
+class InputSkip(nn.Module):
+    """toonlab's input skip for a generator (off in every ``paper`` preset): ``tanh(atanh(smooth(x)) + change)``.
+
+    The generator's layers before its final tanh predict ``change``, a change of the (smoothed) input
+    in pre-tanh space. Why: freshly initialised (weights N(0, 0.02)) that change is small, so
+    training starts from the photo instead of from noise and only has to learn what a cartoon adds.
+    ``smooth``: ``"gaussian"`` with sigma ``sigma`` (0: the input unchanged) or ``"guided"``
+    (:func:`guided_filter` with ``radius`` and ``eps``: texture flattened, edges kept), so the
+    photo's texture is not inherited. No parameters: state dicts are those of the plain generator.
+    """
+
+    def __init__(self, smoothing: str = "gaussian", sigma: float = 0.0, radius: int = 1, eps: float = 0.01):
+        super().__init__()
+        if smoothing not in SKIP_FILTERS:
+            raise ValueError(f"unknown skip_filter {smoothing!r}; choose one of {', '.join(SKIP_FILTERS)}")
+        self.smoothing, self.sigma, self.radius, self.eps = smoothing, float(sigma), int(radius), float(eps)
+
+    def smooth(self, x: torch.Tensor) -> torch.Tensor:
+        if self.smoothing == "guided":
+            return guided_filter(x, self.radius, self.eps)
+        return blur(x, self.sigma) if self.sigma > 0 else x
+
+    def forward(self, x: torch.Tensor, change: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(torch.atanh(self.smooth(x).clamp(-0.999, 0.999)) + change)
 
 
 def init_weights(module: nn.Module, kind: str = "normal", gain: float = 0.02) -> nn.Module:

@@ -44,7 +44,7 @@ from toonlab.losses import (
     torchvision_vgg_file,
 )
 from toonlab.models.base import Precision, TranslationModel, eval_forward
-from toonlab.nn import ImagePool, ResnetBlock, init_weights, make_norm, set_requires_grad
+from toonlab.nn import SKIP_FILTERS, ImagePool, InputSkip, ResnetBlock, init_weights, make_norm, set_requires_grad
 from toonlab.parts import PartsFeatures, load_parts_features
 
 #: eps of the official generator's instance norm (the PyTorch port of the published weights)
@@ -69,11 +69,13 @@ class Generator(nn.Module):
     (``scale``/``shift`` in the official files) with ``eps=1e-9``.
 
     The paper size (ngf 64, 8 blocks) has 11,129,667 parameters, as the official ``Transformer``.
-    Input: RGB in [-1, 1] with height and width multiples of 4; output: RGB in [-1, 1].
+    Input: RGB in [-1, 1] with height and width multiples of 4; output: RGB in [-1, 1]. ``skip``
+    (off as official, the ``cpu`` preset's choice): the layers before the tanh predict a change of
+    the smoothed input instead of the image.
     """
 
     def __init__(self, ngf: int = 64, n_blocks: int = 8, in_ch: int = 3, out_ch: int = 3,
-                 norm_eps: float = OFFICIAL_NORM_EPS):
+                 norm_eps: float = OFFICIAL_NORM_EPS, skip: InputSkip | None = None):
         super().__init__()
         if ngf < 1 or n_blocks < 0:
             raise ValueError(f"need ngf >= 1 and n_blocks >= 0 (got {ngf}, {n_blocks})")
@@ -97,6 +99,8 @@ class Generator(nn.Module):
                    nn.Conv2d(ch // 2, ch // 2, 3, padding=1), norm(ch // 2), nn.ReLU(True)]
         self.up = nn.Sequential(*up)
         self.output = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_ch, 7), nn.Tanh())
+        #: toonlab deviation (None as official): predict a change of the smoothed input (:class:`toonlab.nn.InputSkip`)
+        self.skip = skip if in_ch == out_ch else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.size(1) != self.in_ch:
@@ -106,7 +110,10 @@ class Generator(nn.Module):
                 f"image height and width must be multiples of 4 (two stride-2 convolutions), got "
                 f"{x.size(2)}x{x.size(3)}; resize or crop the images"
             )
-        return self.output(self.up(self.res_blocks(self.down(self.flat(x)))))
+        features = self.up(self.res_blocks(self.down(self.flat(x))))
+        if self.skip is None:
+            return self.output(features)
+        return self.skip(x, self.output[:-1](features))
 
 
 class Discriminator(nn.Module):
@@ -193,6 +200,14 @@ class Config:
     content_layer: str = "conv4_4"
     vgg_weights: str | None = "imagenet"
     content_net: str = "vgg19"
+    #: toonlab deviation (off in ``paper``): the generator predicts a change of its smoothed input
+    #: (:class:`toonlab.nn.InputSkip`; ``skip_filter`` "guided" or "gaussian" with ``skip_blur``), so training
+    #: starts from a flattened photo instead of from noise
+    input_skip: bool = False
+    skip_filter: str = "guided"
+    skip_blur: float = 0.0
+    guided_radius: int = 1
+    guided_eps: float = 0.01
     pool_size: int = 50
     init_lr: float = 2e-4
     init_epochs: int = 10
@@ -227,6 +242,8 @@ class Config:
             raise ValueError(f"unknown gan_mode {self.gan_mode!r}; choose one of {', '.join(GAN_MODES)}")
         if self.d_norm not in DISCRIMINATOR_NORMS:
             raise ValueError(f"unknown d_norm {self.d_norm!r}; choose one of {', '.join(DISCRIMINATOR_NORMS)}")
+        if self.skip_filter not in SKIP_FILTERS:
+            raise ValueError(f"unknown skip_filter {self.skip_filter!r}; choose one of {', '.join(SKIP_FILTERS)}")
         if self.content_net not in CONTENT_NETS:
             raise ValueError(f"unknown content_net {self.content_net!r}; choose one of {', '.join(CONTENT_NETS)}")
         if self.content_layer not in VGG19_LAYERS:
@@ -235,7 +252,7 @@ class Config:
             raise ValueError(f"image_size must be a multiple of 4 (two stride-2 convolutions), got {self.image_size}")
         check_at_least(self, 1, ("image_size", "batch_size", "ngf", "ndf"))
         check_at_least(self, 0, ("n_blocks", "pool_size", "init_epochs", "init_epochs_decay", "n_epochs", "n_epochs_decay",
-                     "content_weight", "init_lr", "lr"))
+                                 "content_weight", "init_lr", "lr", "skip_blur", "guided_radius", "guided_eps"))
         if self.init_steps is not None and self.init_steps < 0:
             raise ValueError(f"init_steps must be None (use init_epochs) or >= 0, got {self.init_steps}")
 
@@ -350,7 +367,8 @@ class Model(TranslationModel):
         c = config
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(c.seed)
-            self.generator = Generator(c.ngf, c.n_blocks)
+            skip = InputSkip(c.skip_filter, c.skip_blur, c.guided_radius, c.guided_eps) if c.input_skip else None
+            self.generator = Generator(c.ngf, c.n_blocks, skip=skip)
             self.discriminator = Discriminator(3, c.ndf, c.d_norm)
             for net in (self.generator, self.discriminator):
                 init_weights(net, "normal", c.init_gain)

@@ -17,7 +17,6 @@ published ``latest_net_G_A.pth`` style files load with :func:`from_official_stat
 from __future__ import annotations
 
 import itertools
-import math
 import re
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
@@ -25,19 +24,27 @@ from typing import Any, ClassVar, Mapping
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.transforms.functional import gaussian_blur
 
 from toonlab.config import check_at_least
 from toonlab.hub import describe_keys, strip_wrapper_prefixes
 from toonlab.losses import GAN_MODES, GANLoss
 from toonlab.models.base import Precision, TranslationModel, eval_forward
-from toonlab.nn import NORMS, PADDINGS, ImagePool, ResnetBlock, guided_filter, init_weights, make_norm, set_requires_grad
+from toonlab.nn import (
+    NORMS,
+    PADDINGS,
+    SKIP_FILTERS,
+    ImagePool,
+    InputSkip,
+    ResnetBlock,
+    blur,
+    init_weights,
+    make_norm,
+    set_requires_grad,
+)
 
 DIRECTIONS = ("AtoB", "BtoA")
 #: generator upsampling: the official transposed convolution, or nearest-neighbour resize + convolution
 UPSAMPLES = ("transpose", "resize")
-#: how a generator's input skip smooths the input (Config.skip_filter)
-SKIP_FILTERS = ("gaussian", "guided")
 
 
 def _conv_bias(norm: str) -> bool:
@@ -88,8 +95,6 @@ class ResnetGenerator(nn.Module):
         super().__init__()
         if upsample not in UPSAMPLES:
             raise ValueError(f"unknown upsample {upsample!r}; choose one of {', '.join(UPSAMPLES)}")
-        if skip_filter not in SKIP_FILTERS:
-            raise ValueError(f"unknown skip_filter {skip_filter!r}; choose one of {', '.join(SKIP_FILTERS)}")
         if n_blocks < 0 or n_downsampling < 0 or ngf < 1:
             raise ValueError(
                 f"need ngf >= 1, n_blocks >= 0 and n_downsampling >= 0 (got {ngf}, {n_blocks}, {n_downsampling})"
@@ -123,6 +128,7 @@ class ResnetGenerator(nn.Module):
         self.skip_blur = float(skip_blur)
         #: how the skip smooths its input: "gaussian" (sigma ``skip_blur``) or "guided" (:func:`guided_filter`)
         self.skip_filter, self.guided_radius, self.guided_eps = skip_filter, int(guided_radius), float(guided_eps)
+        self.skip = InputSkip(skip_filter, skip_blur, guided_radius, guided_eps) if self.input_skip else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         multiple = 2**self.n_downsampling
@@ -135,15 +141,7 @@ class ResnetGenerator(nn.Module):
             )
         if not self.input_skip:
             return self.model(x)
-        # tanh(atanh(x) + f(x)): the layers before the final tanh predict a change of the input in
-        # pre-tanh space; freshly initialised (weights N(0, 0.02)) that change is small: the photo, nearly
-        change = self.model[:-1](x)
-        base = x  # the photo's detail stays behind when it is smoothed: texture must be drawn, not inherited
-        if self.skip_filter == "guided":  # flat regions flattened, edges kept
-            base = guided_filter(x, self.guided_radius, self.guided_eps)
-        elif self.skip_blur > 0:
-            base = blur(x, self.skip_blur)
-        return torch.tanh(torch.atanh(base.clamp(-0.999, 0.999)) + change)
+        return self.skip(x, self.model[:-1](x))  # the layers before the final tanh predict a change
 
 
 class NLayerDiscriminator(nn.Module):
@@ -397,12 +395,6 @@ def blurred_fake_loss(criterion: GANLoss, discriminator: nn.Module, real: torch.
     cartoons, Chen et al. 2018 §3.2) rejects blur, so sharp outlines and flat regions must be drawn.
     """
     return 0.5 * criterion(discriminator(blur(real, sigma)), False)
-
-
-def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Gaussian blur of standard deviation ``sigma`` pixels (kernel radius ceil(3 sigma))."""
-    radius = max(1, math.ceil(3 * sigma))
-    return gaussian_blur(x, [2 * radius + 1] * 2, [sigma] * 2)
 
 
 # --- the model -----------------------------------------------------------------------------------
