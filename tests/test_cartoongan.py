@@ -377,3 +377,20 @@ def test_cuda_mixed_precision_step():
         precision.update()
         assert all(np.isfinite(v) for v in losses.values())
     assert losses["D_total"] > 0
+
+
+def test_input_skip_starts_from_the_smoothed_photo_with_the_official_keys():
+    from toonlab.nn import InputSkip, guided_filter
+
+    plain = Model(Config.preset("fast"))
+    skipped = Model(Config.preset("fast", input_skip=True))
+    assert Config.preset("paper").input_skip is False and plain.generator.skip is None
+    assert isinstance(skipped.generator.skip, InputSkip) and skipped.generator.skip.smoothing == "guided"
+    assert list(plain.generator.state_dict()) == list(skipped.generator.state_dict())
+    x = torch.rand(2, 3, 32, 32) * 1.6 - 0.8
+    with torch.no_grad():
+        out = skipped.generator(x)
+    smooth = guided_filter(x)
+    torch.testing.assert_close(out, torch.tanh(torch.atanh(smooth.clamp(-0.999, 0.999))))  # exactly the smoothed photo
+    with pytest.raises(ValueError, match="unknown skip_filter"):
+        Config.preset("fast", skip_filter="box")

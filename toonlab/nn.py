@@ -236,8 +236,9 @@ class InputSkip(nn.Module):
     """toonlab's input skip for a generator (off in every ``paper`` preset): ``tanh(atanh(smooth(x)) + change)``.
 
     The generator's layers before its final tanh predict ``change``, a change of the (smoothed) input
-    in pre-tanh space. Why: freshly initialised (weights N(0, 0.02)) that change is small, so
-    training starts from the photo instead of from noise and only has to learn what a cartoon adds.
+    in pre-tanh space. Why: training starts near the photo instead of from noise and only has to
+    learn what a cartoon adds (exactly at the photo when the last convolution starts at zero, as
+    CartoonGAN's skip does; CycleGAN's N(0, 0.02) start is a change of about 0.3).
     ``smooth``: ``"gaussian"`` with sigma ``sigma`` (0: the input unchanged) or ``"guided"``
     (:func:`guided_filter` with ``radius`` and ``eps``: texture flattened, edges kept), so the
     photo's texture is not inherited. No parameters: state dicts are those of the plain generator.

@@ -372,6 +372,9 @@ class Model(TranslationModel):
             self.discriminator = Discriminator(3, c.ndf, c.d_norm)
             for net in (self.generator, self.discriminator):
                 init_weights(net, "normal", c.init_gain)
+            if c.input_skip:  # the change starts at zero: the first output is the smoothed photo itself
+                nn.init.zeros_(self.generator.output[1].weight)
+                nn.init.zeros_(self.generator.output[1].bias)
         self.feature_net = _frozen(feature_net) if feature_net is not None else None
         self.criterion_gan = GANLoss(c.gan_mode)
         self.pool = ImagePool(c.pool_size, seed=2 * c.seed + 1)
