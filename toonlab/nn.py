@@ -3,7 +3,7 @@ the image pool of generated images the discriminators see (CycleGAN, CartoonGAN)
 
 Each block keeps the attribute names and ``nn.Sequential`` indices of the reference code it comes
 from, so published checkpoints load without renaming (docs/reference.md §1.1, §2.1, §8).
-Notebook 01 §"Blocks" rebuilds :class:`ResnetBlock`; notebook 03 §"AdaIN" rebuilds
+Notebook 01 §"Block 1 — the residual block" rebuilds :class:`ResnetBlock`; notebook 03 §"AdaIN" rebuilds
 :class:`AdaptiveInstanceNorm2d` and :class:`LayerNorm`.
 """
 

@@ -1,6 +1,6 @@
 """Datasets and pretrained weights: download with checksums and resume, safe extraction, layout.
 
-Used by ``data_scripts/`` and the notebooks' optional real-data cells (notebook 00, "Real data").
+Used by ``data_scripts/`` and the notebooks' optional real-data cells (data_scripts/README.md).
 One :class:`Asset` per file names its sha256 and its sources, tried in order:
 
 1. :func:`fetch` returns a final file whose sha256 matches; a mismatching one is deleted.

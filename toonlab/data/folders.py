@@ -1,4 +1,4 @@
-"""Unpaired image folders in the official CycleGAN layout, read robustly (notebook 00, "Real data").
+"""Unpaired image folders in the official CycleGAN layout, read robustly (data_scripts/README.md).
 
 A dataset is a folder ``root`` holding four sub-folders (images may sit in nested sub-folders)::
 
@@ -409,7 +409,7 @@ class _Domain:
 
 
 class UnpairedImageFolder(UnpairedImages):
-    """Unpaired images from ``root/{split}A`` and ``root/{split}B`` (notebook 00, "Real data").
+    """Unpaired images from ``root/{split}A`` and ``root/{split}B`` (data_scripts/README.md).
 
     ``dataset[(i_a, i_b, seed)]`` -> ``{"A", "B"}`` tensors (3, size, size) in [-1, 1], augmented by
     :func:`paper_transform` (``load_size`` defaults to ``round(size * 286 / 256)``; the test split

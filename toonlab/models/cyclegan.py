@@ -405,7 +405,7 @@ class Model(TranslationModel):
 
     Networks are initialised N(0, ``init_gain``) with biases 0 from ``config.seed`` (the global RNG is
     left untouched). ``optimizers["G"]`` updates both generators and ``optimizers["D"]`` both
-    discriminators, with Adam(lr, (beta1, beta2)). Notebook 01 §"One training step, then training".
+    discriminators, with Adam(lr, (beta1, beta2)). Notebook 01 §"One training step, written here".
     """
 
     kind: ClassVar[str] = "cyclegan"
@@ -584,7 +584,7 @@ def from_official_state_dict(state: Mapping[str, Any]) -> ResnetGenerator:
     whose second block conv sits at ``conv_block.6`` (issue #461). ``ngf``, the number of blocks and
     downsamplings, the channels and the norm (instance or batch) are read from the keys, so
     ``resnet_6blocks`` files load too. Loads with ``strict=True``; any other mismatch raises a
-    ValueError naming the missing and unexpected keys. Notebook "your photo" §"Pretrained CycleGAN".
+    ValueError naming the missing and unexpected keys.
     """
     if not isinstance(state, Mapping) or not state:
         raise ValueError("expected a non-empty state dict (a mapping of parameter names to tensors)")

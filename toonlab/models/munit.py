@@ -12,8 +12,8 @@ encoder, MLP, decoder) and one :class:`MultiScaleDiscriminator`; module and attr
 the official checkpoints, so published ``gen_*.pt`` files load with :func:`from_official_state_dict`
 (``toonlab.hub.load_official("munit", path)``).
 
-Notebook 03 teaches it: §"Encoders", §"AdaIN decoder", §"Discriminator", §"Losses" (one cell per
-term below), §"Training step", §"Multimodal translation".
+Notebook 03 teaches it: §"Encoders", §"Block 3: AdaIN, adaptive instance normalisation", §"Discriminator", §"Losses" (one cell per
+term below), §"Training step", §"Results 1: one photo, many cartoons".
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ INITS = ("kaiming", "normal", "xavier")
 STYLE_DOWNSAMPLINGS = 4
 
 
-# --- networks (notebook 03 §"Encoders", §"AdaIN decoder", §"Discriminator") ----------------------
+# --- networks (notebook 03 §"Encoders", §"Block 3: AdaIN, adaptive instance normalisation", §"Discriminator") ----------------------
 
 
 class ResidualBlock(nn.Module):
@@ -150,7 +150,7 @@ class ContentEncoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Content code (+ AdaIN parameters) -> image in [-1, 1] (paper §3.1 "Decoder"; notebook 03 §"AdaIN decoder").
+    """Content code (+ AdaIN parameters) -> image in [-1, 1] (paper §3.1 "Decoder"; notebook 03 §"Block 3: AdaIN, adaptive instance normalisation").
 
     ``ResidualBlocks(n_res, AdaIN) | [nearest x2 upsample, c5s1 (LayerNorm, activation)] x n_upsample |
     c7s1-output_dim, tanh``. The AdaIN layers get their scale and shift from the style code through
@@ -177,7 +177,7 @@ class Decoder(nn.Module):
 
 
 class MLP(nn.Module):
-    """Style code -> all AdaIN parameters of the decoder (notebook 03 §"AdaIN decoder").
+    """Style code -> all AdaIN parameters of the decoder (notebook 03 §"Block 3: AdaIN, adaptive instance normalisation").
 
     ``Linear(style_dim, mlp_dim) relu | (Linear(mlp_dim, mlp_dim) relu) x (n_blocks - 2) |
     Linear(mlp_dim, output_dim)``; keys ``model.k.fc.*``. For the paper preset the output has
@@ -213,7 +213,7 @@ def assign_adain_params(params: torch.Tensor, module: nn.Module) -> None:
 
     Layers are visited in module order; each takes the next ``C`` columns as its **bias** (the
     target mean) and the following ``C`` columns as its **weight** (the target std), exactly as the
-    official ``assign_adain_params`` (docs/reference.md §2.1). Notebook 03 §"AdaIN decoder".
+    official ``assign_adain_params`` (docs/reference.md §2.1). Notebook 03 §"Block 3: AdaIN, adaptive instance normalisation".
     """
     layers = adain_layers(module)
     expected = sum(2 * m.num_features for m in layers)
@@ -245,7 +245,7 @@ class AdaINGen(nn.Module):
 
     Paper preset (dim 64, style_dim 8, mlp_dim 256, 2 downsamplings, 4 residual blocks): 15,026,187
     parameters and 82 state-dict keys with the official names (16 of them AdaIN dummy buffers).
-    Notebook 03 §"AdaIN decoder".
+    Notebook 03 §"Block 3: AdaIN, adaptive instance normalisation".
     """
 
     def __init__(self, input_dim: int = 3, dim: int = 64, style_dim: int = 8, mlp_dim: int = 256,
@@ -534,7 +534,7 @@ def perceptual_loss(vgg: nn.Module, translated: torch.Tensor, source: torch.Tens
     return F.mse_loss(translated_features, source_features)
 
 
-# --- multimodal translation helpers (notebook 03 §"Multimodal translation") ------------------------
+# --- multimodal translation helpers (notebook 03 §"Results 1: one photo, many cartoons") ------------------------
 
 
 def _as_generator(generator: torch.Generator | int | None) -> torch.Generator | None:
@@ -958,7 +958,7 @@ def from_official_state_dict(state: Mapping[str, Any]) -> MUNITGenerators:
     does). ``dim``, ``style_dim``, ``mlp_dim``, ``n_downsample`` and ``n_res`` are read from the key
     shapes; activation relu and reflect padding are assumed (every official config uses them). Any
     other mismatch raises a ValueError naming the missing and unexpected keys.
-    ``AtoB`` is ``gen_a.encode`` -> ``gen_b.decode``. Notebook "your photo" §"Pretrained MUNIT".
+    ``AtoB`` is ``gen_a.encode`` -> ``gen_b.decode``.
     """
     if not isinstance(state, Mapping):
         raise ValueError(f"expected a dict {{'a': ..., 'b': ...}}, got a {type(state).__name__}")
