@@ -174,8 +174,9 @@ def test_paper_preset_is_official():
     assert cpu.image_size == 64 and cpu.batch_size == 2
     cpu_model = Model.__new__(Model)
     cpu_model.config = Config.preset("cpu")
-    assert cpu_model.config.total_steps(2000) == 1500  # what notebook 01 trains, whatever the dataset
-    assert cpu_model.lr_factor(749, 2000) == 1.0 and cpu_model.lr_factor(1499, 2000) == pytest.approx(1 / 11)
+    assert cpu_model.config.total_steps(2000) == 1000  # what notebook 01 trains, whatever the dataset
+    assert cpu_model.lr_factor(499, 2000) == 1.0 and cpu_model.lr_factor(999, 2000) == pytest.approx(1 / 11)
+    assert (cpu_model.config.skip_filter, cpu_model.config.lr, cpu_model.config.lambda_identity) == ("guided", 1e-4, 0.0)
 
 
 def test_config_errors_are_clear():
