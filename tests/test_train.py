@@ -239,3 +239,18 @@ def test_precision_rejects_fp16_on_cpu():
     assert Precision("auto", "cpu").mode == "fp32"
     with pytest.raises(ValueError, match="unknown precision"):
         Precision("fp8")
+
+
+def test_the_model_contract_defaults_the_loop_relies_on():
+    """What the loop and the CLI ask of every model, declared in toonlab.models.base (no getattr probing)."""
+    from toonlab.train import prepare_dataset_for
+
+    model = TinyModel(TinyConfig(batch_size=3))
+    data = object()
+    assert model.batch_size == 3 and model.wrap_dataset(data) is data and prepare_dataset_for(model, data) is data
+    assert model.multimodal is False and model.notes() == []
+    x = torch.rand(2, 3, 8, 8) * 2 - 1
+    with pytest.raises(ValueError, match="draws no styles"):
+        model.translations(x, num_styles=2)
+    model.set_learning_rates(step=0, steps_per_epoch=1)
+    assert model.optimizers["G"].param_groups[0]["lr"] == pytest.approx(model.base_lr("G") * model.lr_factor(0, 1))

@@ -142,7 +142,7 @@ class Trainer:
         if self.channels_last:
             self.model.to_memory_format(torch.channels_last)
         self.seed = int(seed)
-        self.batch_size = int(getattr(model.config, "batch_size", 1))
+        self.batch_size = model.batch_size
         self.steps_per_epoch = steps_per_epoch(dataset, self.batch_size)
         self.model.steps_per_epoch = self.steps_per_epoch
         self.run_dir = Path(run_dir).expanduser() if run_dir is not None else None
@@ -542,5 +542,4 @@ def make_trainer(kind: str, preset: str | None = None, dataset=None, test_datase
 
 def prepare_dataset_for(model: TranslationModel, dataset):
     """Let the model wrap the dataset if it needs more than photos and cartoons (CartoonGAN's edge twins)."""
-    wrap = getattr(model, "wrap_dataset", None)
-    return wrap(dataset) if callable(wrap) else dataset
+    return model.wrap_dataset(dataset)

@@ -203,6 +203,15 @@ class TranslationModel(nn.Module):
     def load_extra_state(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`extra_state` returned."""
 
+    @property
+    def batch_size(self) -> int:
+        """Images per domain in one training step (``config.batch_size``): the loop's loader uses it."""
+        return int(self.config.batch_size)
+
+    def wrap_dataset(self, dataset):
+        """The dataset the loop should draw from; default ``dataset`` itself (CartoonGAN adds edge twins)."""
+        return dataset
+
     def notes(self) -> list[str]:
         """Lines a user should read when training starts (a choice made for them, a deviation); none by default."""
         return []
