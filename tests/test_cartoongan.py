@@ -394,3 +394,21 @@ def test_input_skip_starts_from_the_smoothed_photo_with_the_official_keys():
     torch.testing.assert_close(out, torch.tanh(torch.atanh(smooth.clamp(-0.999, 0.999))))  # exactly the smoothed photo
     with pytest.raises(ValueError, match="unknown skip_filter"):
         Config.preset("fast", skip_filter="box")
+
+
+def test_frozen_networks_stay_out_of_the_module_tree():
+    from toonlab.nn import FrozenNets
+
+    model = Model(Config.preset("fast"), feature_net=TinyFeatures())
+    assert isinstance(model.frozen, FrozenNets) and "content" in model.frozen
+    trained = {id(p) for p in model.parameters()}
+    assert not any(id(p) in trained for p in model.feature_net.parameters())
+    assert not any(p.requires_grad for p in model.feature_net.parameters())
+    model.train()
+    assert not model.feature_net.training  # model.train() does not reach it
+    assert model.content_features() is model.feature_net
+    state = model.state_dict()
+    assert not any("feature_net" in k or "frozen" in k for k in state)
+    fresh = Model(Config.preset("fast"))
+    fresh.load_state_dict(state)  # strict: the same keys without any frozen network
+    assert fresh.feature_net is None

@@ -259,6 +259,39 @@ class InputSkip(nn.Module):
         return torch.tanh(torch.atanh(self.smooth(x).clamp(-0.999, 0.999)) + change)
 
 
+class FrozenNets:
+    """A model's frozen helper networks (content or perceptual features), kept outside its module tree.
+
+    Why outside: what is frozen is not trained, so it belongs in no ``state_dict()`` (checkpoints hold
+    only what training changes), no ``parameters()`` and no optimiser, and ``model.train()`` must not
+    switch it out of eval mode. The one way every model keeps such a network (CartoonGAN's content
+    network, MUNIT's VGG16); :meth:`get` moves it next to the tensors it will see.
+    """
+
+    def __init__(self):
+        self._nets: dict[str, nn.Module] = {}
+
+    def put(self, name: str, net: nn.Module) -> nn.Module:
+        """Keep ``net`` under ``name``, in eval mode and without gradients."""
+        net.eval()
+        for p in net.parameters():
+            p.requires_grad_(False)
+        self._nets[name] = net
+        return net
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._nets
+
+    def get(self, name: str, device: torch.device | str | None = None,
+            memory_format: torch.memory_format | None = None) -> nn.Module | None:
+        """The network kept under ``name`` (None if none), moved to ``device`` / ``memory_format`` when given."""
+        net = self._nets.get(name)
+        if net is not None and (device is not None or memory_format is not None):
+            kwargs = {"device": device} if device is not None else {}
+            net.to(**kwargs, **({"memory_format": memory_format} if memory_format is not None else {}))
+        return net
+
+
 def init_weights(module: nn.Module, kind: str = "normal", gain: float = 0.02) -> nn.Module:
     """Initialise conv and linear layers in place and return the module.
 

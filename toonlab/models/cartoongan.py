@@ -44,7 +44,16 @@ from toonlab.losses import (
     torchvision_vgg_file,
 )
 from toonlab.models.base import Precision, TranslationModel, eval_forward
-from toonlab.nn import SKIP_FILTERS, ImagePool, InputSkip, ResnetBlock, init_weights, make_norm, set_requires_grad
+from toonlab.nn import (
+    SKIP_FILTERS,
+    FrozenNets,
+    ImagePool,
+    InputSkip,
+    ResnetBlock,
+    init_weights,
+    make_norm,
+    set_requires_grad,
+)
 from toonlab.parts import PartsFeatures, load_parts_features
 
 #: eps of the official generator's instance norm (the PyTorch port of the published weights)
@@ -339,20 +348,14 @@ def resolve_content_net(config: Config) -> Config:
     return dataclasses.replace(config, content_net="vgg19" if vgg19_file_present(config.vgg_weights) else "parts")
 
 
-def _frozen(net: nn.Module) -> nn.Module:
-    net.eval()
-    for p in net.parameters():
-        p.requires_grad_(False)
-    return net
-
-
 class Model(TranslationModel):
     """CartoonGAN: ``generator`` (photo -> cartoon), ``discriminator``, a frozen VGG ``feature_net``, an image pool.
 
     ``feature_net``: a module mapping images in [-1, 1] to features (tests inject a tiny one); by
     default :func:`toonlab.losses.load_vgg_features` (``config.content_layer``, ``config.vgg_weights``),
     loaded at the first training step, so a model built only to translate needs no VGG file. It is
-    frozen and left out of :meth:`state_dict` (checkpoints hold only what training changes).
+    frozen and kept outside the module tree (:class:`toonlab.nn.FrozenNets`), so checkpoints hold
+    only what training changes.
 
     Networks are initialised N(0, ``init_gain``), biases 0, from ``config.seed`` (a random VGG from
     ``seed + 1``), leaving the global RNG untouched. ``optimizers``: ``"G"`` and ``"D"``, Adam(beta1, beta2).
@@ -381,7 +384,9 @@ class Model(TranslationModel):
             if c.input_skip:  # the change starts at zero: the first output is the smoothed photo itself
                 nn.init.zeros_(self.generator.output[1].weight)
                 nn.init.zeros_(self.generator.output[1].bias)
-        self.feature_net = _frozen(feature_net) if feature_net is not None else None
+        self.frozen = FrozenNets()
+        if feature_net is not None:
+            self.frozen.put("content", feature_net)
         self.criterion_gan = GANLoss(c.gan_mode)
         self.pool = ImagePool(c.pool_size, seed=2 * c.seed + 1)
         betas = (c.beta1, c.beta2)
@@ -407,7 +412,7 @@ class Model(TranslationModel):
 
     def content_features(self) -> nn.Module:
         """The frozen feature network of the content loss, loaded (and moved next to G) on first use."""
-        if self.feature_net is None:
+        if "content" not in self.frozen:
             c = self.config
             if c.content_net == "parts":
                 net = load_parts_features()
@@ -415,26 +420,16 @@ class Model(TranslationModel):
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(c.seed + 1)  # a random VGG (vgg_weights=None) is the same in every run
                     net = load_vgg_features(c.content_layer, weights=c.vgg_weights)
-            weight = self.generator.flat[1].weight
-            channels_last = weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
-            self.feature_net = _frozen(net).to(
-                device=weight.device, memory_format=torch.channels_last if channels_last else torch.contiguous_format
-            )
-        return self.feature_net
+            self.frozen.put("content", net)
+        weight = self.generator.flat[1].weight
+        channels_last = weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+        return self.frozen.get("content", weight.device,
+                               torch.channels_last if channels_last else torch.contiguous_format)
 
-    def state_dict(self, *, destination=None, prefix: str = "", keep_vars: bool = False):
-        """Parameters of G and D only: the frozen ``feature_net`` is left out."""
-        state = super().state_dict(destination=destination, prefix=prefix, keep_vars=keep_vars)
-        for key in [k for k in state if k.startswith(prefix + "feature_net.")]:
-            del state[key]
-        return state
-
-    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
-        """Load G and D; ``feature_net`` entries are ignored and the current feature network is kept."""
-        state = {k: v for k, v in state_dict.items() if not k.startswith("feature_net.")}
-        if self.feature_net is not None:
-            state.update({f"feature_net.{k}": v for k, v in self.feature_net.state_dict().items()})
-        return super().load_state_dict(state, strict=strict, assign=assign)
+    @property
+    def feature_net(self) -> nn.Module | None:
+        """The frozen content network once given or loaded (None before), outside the module tree."""
+        return self.frozen.get("content")
 
     # -- schedule ----------------------------------------------------------------------------------
     def init_phase_steps(self, steps_per_epoch: int | None = None) -> int:

@@ -38,6 +38,7 @@ from toonlab.nn import (
     PADDINGS,
     AdaptiveInstanceNorm2d,
     Conv2dBlock,
+    FrozenNets,
     init_weights,
     make_activation,
     set_requires_grad,
@@ -723,13 +724,13 @@ class Model(StyleTranslation, TranslationModel):
             for dis in (self.dis_a, self.dis_b):
                 init_weights(dis, c.dis_init, 0.02)
         self.criterion_gan = GANLoss(c.gan_mode)
-        # a plain dict keeps the frozen VGG out of state_dict() and parameters()
-        self._frozen: dict[str, nn.Module] = {}
+        # the frozen VGG stays out of state_dict(), parameters() and the optimisers
+        self.frozen = FrozenNets()
         if perceptual_net is not None:
-            self._frozen["vgg"] = perceptual_net
+            self.frozen.put("vgg", perceptual_net)
         elif c.vgg_w > 0:
             weights = None if c.vgg_weights == "random" else c.vgg_weights
-            self._frozen["vgg"] = load_vgg16_relu5_3(weights)
+            self.frozen.put("vgg", load_vgg16_relu5_3(weights))
         kwargs = dict(lr=c.lr, betas=(c.beta1, c.beta2), weight_decay=c.weight_decay)
         self.optimizers = {
             "dis": torch.optim.Adam(itertools.chain(self.dis_a.parameters(), self.dis_b.parameters()), **kwargs),
@@ -748,7 +749,7 @@ class Model(StyleTranslation, TranslationModel):
     @property
     def perceptual_net(self) -> nn.Module | None:
         """The frozen VGG16 relu5_3 trunk (``None`` unless ``vgg_w > 0`` or one was given)."""
-        return self._frozen.get("vgg")
+        return self.frozen.get("vgg")
 
     # -- schedule -----------------------------------------------------------------------------------
     def lr_factor(self, step: int, steps_per_epoch: int) -> float:
@@ -825,10 +826,9 @@ class Model(StyleTranslation, TranslationModel):
             terms["recon_cyc_b"] = cycle_reconstruction_loss(x_bab, x_b)
             total = total + c.recon_x_cyc_w * (terms["recon_cyc_a"] + terms["recon_cyc_b"])
         if c.vgg_w > 0:
-            vgg = self.perceptual_net
+            vgg = self.frozen.get("vgg", x_a.device)
             if vgg is None:
                 raise RuntimeError("vgg_w > 0 but this model was built without a VGG network; rebuild it with vgg_w > 0")
-            vgg.to(x_a.device)
             terms["vgg_a"] = perceptual_loss(vgg, x_ab, x_a)
             terms["vgg_b"] = perceptual_loss(vgg, x_ba, x_b)
             total = total + c.vgg_w * (terms["vgg_a"] + terms["vgg_b"])
