@@ -172,3 +172,14 @@ def test_animegan2_joins_the_baselines_only_when_its_weights_are_on_disk(tmp_pat
     with torch.no_grad():
         out = translators["AnimeGANv2 face"](photos)
     assert out.shape == photos.shape and out.abs().max() <= 1  # run at 256 px, resized back to the protocol's size
+
+
+def test_shape_following_knows_redrawn_from_recoloured(truth):
+    cartoons = torch.from_numpy(truth.cartoons).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+    perfect = M.shape_following(cartoons, truth)
+    assert (perfect["eye_growth"], perfect["face_outline"], perfect["skin_error"]) == (1.0, 1.0, 0.0)
+    assert perfect["n_eye_growth"] > 0 and perfect["n_face_outline"] > 0
+    photo = M.shape_following(truth.photo_batch(), truth)
+    assert photo["eye_growth"] < 0.6 and photo["skin_error"] > 0.02  # the photo keeps skin where many eye pixels grew
+    regions = M.shape_regions(truth.masks[0], truth.photo_masks[0])
+    assert regions["eye growth"].any() and not (regions["eye growth"] & truth.photo_masks[0]["eyes"]).any()

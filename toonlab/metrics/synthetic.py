@@ -258,6 +258,57 @@ def eye_area(image: np.ndarray, masks: Mapping[str, np.ndarray], photo_masks: Ma
     return int((np.abs(image[region] - skin).max(axis=1) > EYE_CONTRAST).sum())
 
 
+#: the parts that make the head in :func:`shape_regions` (hair and ears excluded: their outlines move anyway)
+HEAD_PARTS = ("face", "eyes", "brows", "nose", "mouth")
+
+
+def shape_regions(masks: Mapping[str, np.ndarray], photo_masks: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Where photo and true cartoon differ in shape (notebook 03, "A look at shape").
+
+    ``eye growth``: eye in the cartoon, not in the photo; ``face outline``: head in one rendering
+    only; ``skin in both``: face in both; ``cartoon face``: the cartoon's skin.
+    """
+    head_photo = np.logical_or.reduce([photo_masks[p] for p in HEAD_PARTS])
+    head_cartoon = np.logical_or.reduce([masks[p] for p in HEAD_PARTS])
+    return {"eye growth": masks["eyes"] & ~photo_masks["eyes"], "face outline": head_photo ^ head_cartoon,
+            "skin in both": photo_masks["face"] & masks["face"], "cartoon face": masks["face"]}
+
+
+def shape_following(images: torch.Tensor, truth: GroundTruth, min_gap: float = 0.3) -> dict[str, float]:
+    """Did the shape change the way the true cartoon's did? ``images``: (N, 3, H, W) in [-1, 1].
+
+    For each region of :func:`shape_regions`, the share of its pixels where the true cartoon is
+    visibly not skin (more than ``min_gap`` from its median skin colour, RGB distance in [-1, 1]
+    units) at which the image is nearer the cartoon's pixel than that skin colour: a recoloured photo
+    keeps skin there and scores low, a redrawn shape high, the true cartoon 1 by construction.
+    Returns ``eye_growth``, ``face_outline`` (those shares), ``skin_error`` (mean |image - truth| on
+    skin in both renderings, a colour check) and the informative pixel counts ``n_eye_growth``,
+    ``n_face_outline``.
+    """
+    cartoons = torch.from_numpy(truth.cartoons).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    images = images.detach().float().cpu()
+    hits = {"eye growth": 0, "face outline": 0}
+    total = dict.fromkeys(hits, 0)
+    skin_errors = []
+    for i in range(len(cartoons)):
+        regions = shape_regions(truth.masks[i], truth.photo_masks[i])
+        cartoon = cartoons[i]
+        skin = cartoon[:, torch.from_numpy(regions["cartoon face"])].median(1).values[:, None]
+        for name in hits:
+            mask = torch.from_numpy(regions[name])
+            image, target = images[i][:, mask], cartoon[:, mask]
+            informative = (target - skin).norm(dim=0) > min_gap
+            nearer = (image - target).norm(dim=0) < (image - skin).norm(dim=0)
+            hits[name] += int((nearer & informative).sum())
+            total[name] += int(informative.sum())
+        both = torch.from_numpy(regions["skin in both"])
+        skin_errors.append(float((images[i] - cartoon).abs()[:, both].mean()))
+    return {"eye_growth": hits["eye growth"] / max(total["eye growth"], 1),
+            "face_outline": hits["face outline"] / max(total["face outline"], 1),
+            "skin_error": float(np.mean(skin_errors)),
+            "n_eye_growth": total["eye growth"], "n_face_outline": total["face outline"]}
+
+
 def identity_scores(image: np.ndarray, truth: np.ndarray, masks: Mapping[str, np.ndarray],
                     wears_glasses: bool) -> dict[str, float]:
     """Identity: does the person survive? Skin tone, hair colour and extent, glasses.
