@@ -17,7 +17,6 @@ from toonlab.models.cyclegan import (
     Model,
     NLayerDiscriminator,
     ResnetGenerator,
-    FLAT_STEP,
     blur,
     blurred_fake_loss,
     colour_anchor_loss,
@@ -26,7 +25,7 @@ from toonlab.models.cyclegan import (
     discriminator_loss,
     identity_loss,
 )
-from toonlab.losses import GANLoss
+from toonlab.losses import FLAT_STEP, GANLoss
 from toonlab.nn import ResnetBlock, count_parameters
 
 

@@ -40,6 +40,7 @@ from toonlab.losses import (
     VGG_ENV,
     GANLoss,
     VGGFeatures,
+    flatness_loss,
     load_vgg_features,
     torchvision_vgg_file,
 )
@@ -213,6 +214,9 @@ class Config:
     #: (:class:`toonlab.nn.InputSkip`; ``skip_filter`` "guided" or "gaussian" with ``skip_blur``), so training
     #: starts from a flattened photo instead of from noise
     input_skip: bool = False
+    #: toonlab deviation (off in ``paper``): weight of the flatness prior on generated cartoons
+    #: (:func:`toonlab.losses.flatness_loss`, CycleGAN's: small colour steps cost, outlines almost nothing)
+    lambda_flat: float = 0.0
     skip_filter: str = "guided"
     skip_blur: float = 0.0
     guided_radius: int = 1
@@ -267,7 +271,8 @@ class Config:
             raise ValueError(f"image_size must be a multiple of 4 (two stride-2 convolutions), got {self.image_size}")
         check_at_least(self, 1, ("image_size", "batch_size", "ngf", "ndf"))
         check_at_least(self, 0, ("n_blocks", "pool_size", "init_epochs", "init_epochs_decay", "n_epochs", "n_epochs_decay",
-                                 "content_weight", "init_lr", "lr", "skip_blur", "guided_radius", "guided_eps"))
+                                 "content_weight", "init_lr", "lr", "skip_blur", "guided_radius", "guided_eps",
+                                 "lambda_flat"))
         if self.init_steps is not None and self.init_steps < 0:
             raise ValueError(f"init_steps must be None (use init_epochs) or >= 0, got {self.init_steps}")
 
@@ -363,9 +368,10 @@ class Model(TranslationModel):
     """
 
     kind: ClassVar[str] = "cartoongan"
-    hparam_names: ClassVar[tuple[str, ...]] = ("lr", "init_lr", "content_weight", "init_steps")
+    hparam_names: ClassVar[tuple[str, ...]] = ("lr", "init_lr", "content_weight", "init_steps", "lambda_flat")
     #: the keys of :meth:`train_step`'s result, in this order (the same keys in both phases)
-    loss_names: ClassVar[tuple[str, ...]] = ("content", "G_adv", "G_total", "D_real", "D_fake", "D_smooth", "D_total")
+    loss_names: ClassVar[tuple[str, ...]] = ("content", "G_adv", "G_total", "D_real", "D_fake", "D_smooth", "D_total",
+                                             "flat")
 
     def __init__(self, config: Config, feature_net: nn.Module | None = None):
         if not isinstance(config, Config):
@@ -517,6 +523,9 @@ class Model(TranslationModel):
             adversarial = generator_adversarial_loss(self.criterion_gan, self.discriminator, generated)
             content = content_loss(features, photos, generated)
             g_total = adversarial + c.content_weight * content
+            flat = flatness_loss(generated) * c.lambda_flat if c.lambda_flat > 0 else None
+            if flat is not None:
+                g_total = g_total + flat
         precision.step(g_total, self.optimizers["G"])
         set_requires_grad(self.discriminator, True)
 
@@ -526,8 +535,8 @@ class Model(TranslationModel):
             )
             d_total = (d_real + d_fake + d_smooth) / 3
         precision.step(d_total, self.optimizers["D"])
-        values = (content, adversarial, g_total, d_real, d_fake, d_smooth, d_total)
-        return {name: float(v.detach()) for name, v in zip(self.loss_names, values)}
+        values = (content, adversarial, g_total, d_real, d_fake, d_smooth, d_total, flat)
+        return {name: 0.0 if v is None else float(v.detach()) for name, v in zip(self.loss_names, values)}
 
     def wrap_dataset(self, dataset):
         """``dataset`` with edge-smoothed cartoons (``"B_smooth"``), as the training loop needs."""

@@ -27,7 +27,7 @@ from torch import nn
 
 from toonlab.config import check_at_least
 from toonlab.hub import describe_keys, strip_wrapper_prefixes
-from toonlab.losses import GAN_MODES, GANLoss
+from toonlab.losses import GAN_MODES, GANLoss, flatness_loss
 from toonlab.models.base import Precision, TranslationModel, eval_forward
 from toonlab.nn import (
     NORMS,
@@ -362,23 +362,6 @@ def colour_anchor_loss(translated: torch.Tensor, source: torch.Tensor, window: i
     pooling window, where the discriminator alone decides.
     """
     return F.l1_loss(F.avg_pool2d(translated.float(), window), F.avg_pool2d(source.float(), window))
-
-
-#: colour step (in [-1, 1] units) above which :func:`flatness_loss` stops growing: texture lies below, outlines above
-FLAT_STEP = 0.05
-
-
-def flatness_loss(image: torch.Tensor, step: float = FLAT_STEP) -> torch.Tensor:
-    """toonlab's flatness prior (not in the paper): mean of ``min(|neighbour difference|, step)`` over x and y.
-
-    Why: a cartoon is flat regions between outlines. Plain total variation would also charge the
-    outlines; truncated at ``step``, each small step (texture, speckle) costs its size and each
-    outline only ``step``. On the synthetic test portraits photos score 0.061, their true cartoons 0.025.
-    """
-    image = image.float()
-    dy = (image[..., 1:, :] - image[..., :-1, :]).abs().clamp(max=step).mean()
-    dx = (image[..., :, 1:] - image[..., :, :-1]).abs().clamp(max=step).mean()
-    return dx + dy
 
 
 def discriminator_loss(
