@@ -50,6 +50,7 @@ CONTROLS: dict[str, list[Control]] = {
     "cartoongan": [
         Control("content weight", ("content_weight",), 0.0, 20.0, 0.5),
         Control("init steps", ("init_steps",), 0, 500, 10, integer=True),
+        Control("flatness prior", ("lambda_flat",), 0.0, 30.0, 1.0),
     ],
     "munit": [
         Control("image recon", ("recon_x_w",), 0.0, 20.0, 0.5),
