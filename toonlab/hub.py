@@ -38,6 +38,29 @@ def strip_wrapper_prefixes(state: Mapping[str, Any]) -> dict[str, Any]:
     return state
 
 
+#: buffers old PyTorch versions wrote for every InstanceNorm, even one that keeps no running statistics
+STALE_NORM_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def drop_stale_norm_buffers(state: Mapping[str, Any], model) -> dict[str, Any]:
+    """``state`` without the running-statistics entries of ``model``'s InstanceNorm layers that keep none.
+
+    Published CycleGAN and MUNIT files from the PyTorch 0.3 era carry them (CycleGAN issues #262,
+    #318); the official code drops them too. Every other key is kept, so a real mismatch still fails.
+    """
+    from torch import nn
+
+    modules = dict(model.named_modules())
+    cleaned = {}
+    for key, value in state.items():
+        owner, _, leaf = key.rpartition(".")
+        module = modules.get(owner)
+        if leaf in STALE_NORM_SUFFIXES and isinstance(module, nn.InstanceNorm2d) and not module.track_running_stats:
+            continue
+        cleaned[key] = value
+    return cleaned
+
+
 def describe_keys(keys, limit: int = 12) -> str:
     """Sorted, comma-separated key names for error messages, cut after ``limit``."""
     keys = sorted(keys)

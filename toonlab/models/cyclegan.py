@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from toonlab.config import check_at_least
-from toonlab.hub import describe_keys, strip_wrapper_prefixes
+from toonlab.hub import describe_keys, drop_stale_norm_buffers, strip_wrapper_prefixes
 from toonlab.losses import GAN_MODES, GANLoss, flatness_loss
 from toonlab.models.base import Precision, TranslationModel, eval_forward
 from toonlab.nn import (
@@ -559,7 +559,6 @@ class Model(TranslationModel):
 # --- official checkpoints ------------------------------------------------------------------------
 
 _BLOCK_KEY = re.compile(r"^model\.(\d+)\.conv_block\.(\d+)\.weight$")
-_STAT_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
 
 
 def from_official_state_dict(state: Mapping[str, Any]) -> ResnetGenerator:
@@ -613,13 +612,7 @@ def from_official_state_dict(state: Mapping[str, Any]) -> ResnetGenerator:
     out_ch = state[last_key].shape[0]
 
     generator = ResnetGenerator(int(in_ch), int(out_ch), int(ngf), n_blocks, n_downsampling, norm, "reflect", dropout)
-    modules = dict(generator.named_modules())
-    cleaned = {}
-    for key, value in state.items():
-        owner, _, leaf = key.rpartition(".")
-        if leaf in _STAT_SUFFIXES and isinstance(modules.get(owner), nn.InstanceNorm2d):
-            continue  # stale buffer of an InstanceNorm without running statistics
-        cleaned[key] = value
+    cleaned = drop_stale_norm_buffers(state, generator)
     expected = set(generator.state_dict())
     missing, unexpected = expected - set(cleaned), set(cleaned) - expected
     if missing or unexpected:

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from toonlab.config import check_at_least
-from toonlab.hub import describe_keys, strip_wrapper_prefixes
+from toonlab.hub import describe_keys, drop_stale_norm_buffers, strip_wrapper_prefixes
 from toonlab.losses import GAN_MODES, GANLoss, VGGFeatures, load_vgg_trunk
 from toonlab.models.base import Precision, TranslationModel
 from toonlab.nn import (
@@ -882,7 +882,6 @@ class Model(StyleTranslation, TranslationModel):
 
 # --- official checkpoints ------------------------------------------------------------------------
 
-_STAT_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
 
 
 def _indices(state: Mapping[str, torch.Tensor], pattern: str) -> list[int]:
@@ -929,13 +928,7 @@ def _generator_from_state(state: Mapping[str, Any], name: str) -> AdaINGen:
                          "toonlab's AdaINGen needs them equal")
     generator = AdaINGen(input_dim, dim, style_dim, mlp_dim, n_downsample, len(res_blocks), "relu", "reflect",
                          style_downsample, len(mlp_blocks))
-    modules = dict(generator.named_modules())
-    cleaned = {}
-    for key, value in state.items():
-        owner, _, leaf = key.rpartition(".")
-        if leaf in _STAT_SUFFIXES and isinstance(modules.get(owner), nn.InstanceNorm2d):
-            continue  # PyTorch 0.3-era running statistics of an InstanceNorm that keeps none
-        cleaned[key] = value
+    cleaned = drop_stale_norm_buffers(state, generator)
     expected = generator.state_dict()
     missing_keys, unexpected_keys = set(expected) - set(cleaned), set(cleaned) - set(expected)
     wrong_shapes = [k for k in set(expected) & set(cleaned) if expected[k].shape != cleaned[k].shape]
