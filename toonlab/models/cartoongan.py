@@ -244,9 +244,10 @@ class Config:
         # from noise (init 400 steps, lr 2e-4, 1000 steps) 0.147 / 0.47 / 22.0 / 0.43: outlines appear, with
         # texture and wrong colours; input_skip (a guided-filtered photo to start from, the last convolution
         # at zero) at lr 1e-4: 0.115 / 0.68 / 2.7 / 0.17 after 200 steps, then diagonal stripes (texture 15
-        # at 600); lr 2e-5 0.115 / 0.68 / 2.3 / 0.18 after 400 steps, 0.115 / 0.67 / 4.3 / 0.19 after 600.
+        # at 600); lr 2e-5 0.115 / 0.68 / 2.3 / 0.18 after 400 steps, 0.115 / 0.67 / 4.2 / 0.19 after 550;
+        # + CycleGAN's flatness prior (lambda_flat 10) 0.115 / 0.68 / 1.2 / 0.19 after 550.
         "cpu": dict(image_size=64, batch_size=4, ngf=32, ndf=16, n_blocks=4, init_steps=50, lr=2e-5,
-                    n_epochs=1, n_epochs_decay=0, content_net="auto", input_skip=True),
+                    n_epochs=1, n_epochs_decay=0, content_net="auto", input_skip=True, lambda_flat=10.0),
         # CI and FAST mode: 32 px, tiny nets, random VGG, a 2-step init phase
         "fast": dict(image_size=32, batch_size=2, ngf=8, ndf=8, n_blocks=2, vgg_weights=None, init_steps=2,
                      lr=2e-4, n_epochs=1, n_epochs_decay=1),
