@@ -563,7 +563,7 @@ def test_guided_filter_flattens_texture_and_keeps_edges():
     guided_filter(x).sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
     model = fast_model(input_skip=True, skip_filter="guided")
-    assert model.G_A.skip_filter == "guided"
+    assert model.G_A.skip.smoothing == "guided"
     assert model.train_step(fixed_batch(Config.preset("fast")), Precision(), 0)["G_total"] > 0
     with pytest.raises(ValueError, match="unknown skip_filter"):
         Config.preset("fast", skip_filter="median")

@@ -258,6 +258,14 @@ class InputSkip(nn.Module):
     def forward(self, x: torch.Tensor, change: torch.Tensor) -> torch.Tensor:
         return torch.tanh(torch.atanh(self.smooth(x).clamp(-0.999, 0.999)) + change)
 
+    @classmethod
+    def from_config(cls, config) -> "InputSkip | None":
+        """The skip a model config asks for (fields ``input_skip``, ``skip_filter``, ``skip_blur``,
+        ``guided_radius``, ``guided_eps``), or None when ``input_skip`` is off."""
+        if not config.input_skip:
+            return None
+        return cls(config.skip_filter, config.skip_blur, config.guided_radius, config.guided_eps)
+
 
 class FrozenNets:
     """A model's frozen helper networks (content or perceptual features), kept outside its module tree.
@@ -286,9 +294,9 @@ class FrozenNets:
             memory_format: torch.memory_format | None = None) -> nn.Module | None:
         """The network kept under ``name`` (None if none), moved to ``device`` / ``memory_format`` when given."""
         net = self._nets.get(name)
-        if net is not None and (device is not None or memory_format is not None):
-            kwargs = {"device": device} if device is not None else {}
-            net.to(**kwargs, **({"memory_format": memory_format} if memory_format is not None else {}))
+        moves = {key: value for key, value in (("device", device), ("memory_format", memory_format)) if value is not None}
+        if net is not None and moves:
+            net.to(**moves)
         return net
 
 

@@ -135,10 +135,6 @@ def weights_path(name: str = WEIGHTS_NAME) -> Path:
     return WEIGHTS_DIR / f"{name}.pt"
 
 
-def manifest_path(name: str = WEIGHTS_NAME) -> Path:
-    return WEIGHTS_DIR / f"{name}.json"
-
-
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

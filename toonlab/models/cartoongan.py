@@ -383,8 +383,7 @@ class Model(TranslationModel):
         c = config
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(c.seed)
-            skip = InputSkip(c.skip_filter, c.skip_blur, c.guided_radius, c.guided_eps) if c.input_skip else None
-            self.generator = Generator(c.ngf, c.n_blocks, skip=skip)
+            self.generator = Generator(c.ngf, c.n_blocks, skip=InputSkip.from_config(c))
             self.discriminator = Discriminator(3, c.ndf, c.d_norm)
             for net in (self.generator, self.discriminator):
                 init_weights(net, "normal", c.init_gain)

@@ -86,11 +86,7 @@ class ResnetGenerator(nn.Module):
         padding: str = "reflect",
         dropout: bool = False,
         upsample: str = "transpose",
-        input_skip: bool = False,
-        skip_blur: float = 0.0,
-        skip_filter: str = "gaussian",
-        guided_radius: int = 1,
-        guided_eps: float = 0.01,
+        skip: InputSkip | None = None,
     ):
         super().__init__()
         if upsample not in UPSAMPLES:
@@ -122,13 +118,9 @@ class ResnetGenerator(nn.Module):
             layers += [up, make_norm(norm, ch // 2), nn.ReLU(True)]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_ch, 7, padding=0), nn.Tanh()]
         self.model = nn.Sequential(*layers)
-        #: toonlab deviation (off as official): the network predicts a change of its input, see :meth:`forward`
-        self.input_skip = bool(input_skip) and in_ch == out_ch
-        #: Gaussian sigma (pixels) of the input the skip passes on; 0 passes it unchanged
-        self.skip_blur = float(skip_blur)
-        #: how the skip smooths its input: "gaussian" (sigma ``skip_blur``) or "guided" (:func:`guided_filter`)
-        self.skip_filter, self.guided_radius, self.guided_eps = skip_filter, int(guided_radius), float(guided_eps)
-        self.skip = InputSkip(skip_filter, skip_blur, guided_radius, guided_eps) if self.input_skip else None
+        #: toonlab deviation (None as official): the network predicts a change of its smoothed input
+        #: (:class:`toonlab.nn.InputSkip`), see :meth:`forward`
+        self.skip = skip if in_ch == out_ch else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         multiple = 2**self.n_downsampling
@@ -139,7 +131,7 @@ class ResnetGenerator(nn.Module):
                 f"image height and width must be multiples of {multiple} (2**n_downsampling), got "
                 f"{x.size(2)}x{x.size(3)}; resize or crop the images (the official test code rounds to multiples of 4)"
             )
-        if not self.input_skip:
+        if self.skip is None:
             return self.model(x)
         return self.skip(x, self.model[:-1](x))  # the layers before the final tanh predict a change
 
@@ -436,7 +428,7 @@ class Model(TranslationModel):
     def _make_generator(self) -> ResnetGenerator:
         c = self.config
         return ResnetGenerator(3, 3, c.ngf, c.n_blocks, c.n_downsampling, c.norm, c.padding, c.dropout, c.upsample,
-                               c.input_skip, c.skip_blur, c.skip_filter, c.guided_radius, c.guided_eps)
+                               InputSkip.from_config(c))
 
     # -- schedule ---------------------------------------------------------------------------------
     def lr_factor(self, step: int, steps_per_epoch: int) -> float:
