@@ -246,9 +246,14 @@ class InputSkip(nn.Module):
 
     def __init__(self, smoothing: str = "gaussian", sigma: float = 0.0, radius: int = 1, eps: float = 0.01):
         super().__init__()
+        self.check_smoothing(smoothing)
+        self.smoothing, self.sigma, self.radius, self.eps = smoothing, float(sigma), int(radius), float(eps)
+
+    @staticmethod
+    def check_smoothing(smoothing: str) -> None:
+        """Raise a ValueError unless ``smoothing`` is one of :data:`SKIP_FILTERS` (the configs' ``skip_filter``)."""
         if smoothing not in SKIP_FILTERS:
             raise ValueError(f"unknown skip_filter {smoothing!r}; choose one of {', '.join(SKIP_FILTERS)}")
-        self.smoothing, self.sigma, self.radius, self.eps = smoothing, float(sigma), int(radius), float(eps)
 
     def smooth(self, x: torch.Tensor) -> torch.Tensor:
         if self.smoothing == "guided":

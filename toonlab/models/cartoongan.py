@@ -46,7 +46,6 @@ from toonlab.losses import (
 )
 from toonlab.models.base import Precision, TranslationModel, eval_forward
 from toonlab.nn import (
-    SKIP_FILTERS,
     FrozenNets,
     ImagePool,
     InputSkip,
@@ -192,7 +191,7 @@ class Config:
 
     ``content_net``: the frozen network of the content loss. ``"vgg19"`` (the paper's); ``"parts"``:
     toonlab's part segmenter of the synthetic portraits (:mod:`toonlab.parts`, shipped inside the
-    package, its 1/4-resolution bottleneck in place of conv4_4), which knows the built-in data only;
+    package; :class:`toonlab.parts.PartsFeatures` in place of conv4_4), which knows the built-in data only;
     ``"auto"`` (the cpu preset): VGG19 when the file ``vgg_weights`` names is on disk, else the part
     segmenter. "auto" is resolved when the model is built, so the run's config.json and checkpoints
     record which network was used (a deliberate deviation from the paper when it is ``"parts"``:
@@ -262,8 +261,7 @@ class Config:
             raise ValueError(f"unknown gan_mode {self.gan_mode!r}; choose one of {', '.join(GAN_MODES)}")
         if self.d_norm not in DISCRIMINATOR_NORMS:
             raise ValueError(f"unknown d_norm {self.d_norm!r}; choose one of {', '.join(DISCRIMINATOR_NORMS)}")
-        if self.skip_filter not in SKIP_FILTERS:
-            raise ValueError(f"unknown skip_filter {self.skip_filter!r}; choose one of {', '.join(SKIP_FILTERS)}")
+        InputSkip.check_smoothing(self.skip_filter)
         if self.content_net not in CONTENT_NETS:
             raise ValueError(f"unknown content_net {self.content_net!r}; choose one of {', '.join(CONTENT_NETS)}")
         if self.content_layer not in VGG19_LAYERS:

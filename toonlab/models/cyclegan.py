@@ -32,7 +32,6 @@ from toonlab.models.base import Precision, TranslationModel, eval_forward
 from toonlab.nn import (
     NORMS,
     PADDINGS,
-    SKIP_FILTERS,
     ImagePool,
     InputSkip,
     ResnetBlock,
@@ -286,8 +285,7 @@ class Config:
             raise ValueError(f"norm {self.norm!r} is not usable in CycleGAN; choose instance, instance_affine, batch or none")
         if self.padding not in PADDINGS:
             raise ValueError(f"unknown padding {self.padding!r}; choose one of {', '.join(PADDINGS)}")
-        if self.skip_filter not in SKIP_FILTERS:
-            raise ValueError(f"unknown skip_filter {self.skip_filter!r}; choose one of {', '.join(SKIP_FILTERS)}")
+        InputSkip.check_smoothing(self.skip_filter)
         if self.upsample not in UPSAMPLES:
             raise ValueError(f"unknown upsample {self.upsample!r}; choose one of {', '.join(UPSAMPLES)}")
         if self.gan_mode not in GAN_MODES:
