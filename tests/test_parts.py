@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from toonlab import parts
+from toonlab.data.download import sha256_of
 from toonlab.data.synthetic import LABEL_NAMES, describe, render_labels, render_parts
 from toonlab.models.base import Precision
 from toonlab.models.cartoongan import Config, Model, resolve_content_net
@@ -91,7 +92,7 @@ def test_save_load_round_trip_and_clear_errors(tmp_path):
     with pytest.raises(parts.PartsWeightsUnavailable, match="damaged or was replaced"):
         parts.load_parts_net(path)
     torch.save({"weight": torch.zeros(2)}, path)  # foreign content with a matching manifest
-    manifest["sha256"] = parts._sha256(path)
+    manifest["sha256"] = sha256_of(path)
     path.with_suffix(".json").write_text(json.dumps(manifest))
     with pytest.raises(parts.PartsWeightsUnavailable, match="does not hold PartsNet weights"):
         parts.load_parts_net(path)
@@ -105,7 +106,7 @@ def shipped():
 def test_shipped_weights_match_their_manifest(shipped):
     manifest = parts.read_manifest()
     assert manifest["recipe"] == parts.RECIPE
-    assert manifest["sha256"] == parts._sha256(parts.weights_path())
+    assert manifest["sha256"] == sha256_of(parts.weights_path())
     for style in ("photo", "cartoon"):
         assert manifest["test"][style]["pixel_accuracy"] > 0.9
 

@@ -19,7 +19,6 @@ use VGG19.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -135,10 +134,6 @@ def weights_path(name: str = WEIGHTS_NAME) -> Path:
     return WEIGHTS_DIR / f"{name}.pt"
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def read_manifest(path: str | Path | None = None) -> dict:
     """The JSON written beside a weight file: recipe, sha256, test scores, machine."""
     target = Path(path) if path is not None else weights_path()
@@ -156,12 +151,14 @@ def load_parts_net(path: str | Path | None = None, device: str | torch.device = 
     Loaded with ``weights_only=True``; a missing, damaged or foreign file raises
     :class:`PartsWeightsUnavailable` saying how to make it again.
     """
+    from toonlab.data.download import sha256_of  # (not at import: it pulls in the folder reader and torchvision)
+
     target = Path(path).expanduser() if path is not None else weights_path()
     remake = "make it again with: python data_scripts/train_parts_net.py"
     if not target.is_file():
         raise PartsWeightsUnavailable(f"part-segmentation weights {target} do not exist; {remake}")
     manifest = read_manifest(target)
-    digest = _sha256(target)
+    digest = sha256_of(target)
     if manifest.get("sha256") != digest:
         raise PartsWeightsUnavailable(
             f"{target} has sha256 {digest[:12]}..., its manifest says {str(manifest.get('sha256'))[:12]}...: "
@@ -187,12 +184,13 @@ def load_parts_features(path: str | Path | None = None) -> PartsFeatures:
 def save_parts_net(net: PartsNet, path: str | Path, record: dict) -> Path:
     """Write ``net`` as float16 (BatchNorm counters as they are) atomically, and its manifest beside it."""
     from toonlab.checkpoint import atomic_save, atomic_write_text
+    from toonlab.data.download import sha256_of
 
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()}
     atomic_save(state, target)
-    manifest = dict(record, file=target.name, sha256=_sha256(target), bytes=target.stat().st_size)
+    manifest = dict(record, file=target.name, sha256=sha256_of(target), bytes=target.stat().st_size)
     atomic_write_text(json.dumps(manifest, indent=2) + "\n", target.with_suffix(".json"))
     return target
 

@@ -16,10 +16,10 @@ from PIL import Image
 from toonlab.data.folders import (
     DatasetLayoutError,
     SkippedImage,
-    other_files_note,
     describe_error,
     list_images,
     load_rgb,
+    other_files_note,
     to_rgb,
 )
 
