@@ -83,7 +83,7 @@ def run_variant(kind: str, preset: str, name: str, overrides: dict, steps: int, 
         truth = ground_truth(protocol)
         photos = truth.photo_batch()[:8]
         rows = {"photo": photos, "generated": translate_all(trainer.model.translator("AtoB", seed=seed), photos),
-                "true cartoon": torch.from_numpy(truth.cartoons[:8]).permute(0, 3, 1, 2).float() / 127.5 - 1}
+                "true cartoon": truth.cartoon_batch()[:8]}
         viz.save_figure(viz.image_rows(rows, title=f"{kind} {preset} {name}, step {trainer.step}"),
                         Path(pictures) / f"{kind}_{preset}_{name}.png")
     return {"overrides": overrides, "config": trainer.model.config_dict(), "curve": curve, "final": final,

@@ -175,7 +175,8 @@ def test_animegan2_joins_the_baselines_only_when_its_weights_are_on_disk(tmp_pat
 
 
 def test_shape_following_knows_redrawn_from_recoloured(truth):
-    cartoons = torch.from_numpy(truth.cartoons).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+    cartoons = truth.cartoon_batch()
+    assert torch.equal(cartoons, torch.from_numpy(truth.cartoons).permute(0, 3, 1, 2).float().div(127.5).sub(1))
     perfect = M.shape_following(cartoons, truth)
     assert (perfect["eye_growth"], perfect["face_outline"], perfect["skin_error"]) == (1.0, 1.0, 0.0)
     assert perfect["n_eye_growth"] > 0 and perfect["n_face_outline"] > 0

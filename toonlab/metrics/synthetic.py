@@ -108,7 +108,15 @@ class GroundTruth:
 
     def photo_batch(self) -> torch.Tensor:
         """The photos as a float tensor (N, 3, H, W) in [-1, 1], the generators' input."""
-        return torch.from_numpy(self.photos).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+        return _batch(self.photos)
+
+    def cartoon_batch(self) -> torch.Tensor:
+        """The true cartoons as a float tensor (N, 3, H, W) in [-1, 1], as the generators draw them."""
+        return _batch(self.cartoons)
+
+
+def _batch(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
 
 @functools.lru_cache(maxsize=4)
@@ -285,7 +293,7 @@ def shape_following(images: torch.Tensor, truth: GroundTruth, min_gap: float = 0
     skin in both renderings, a colour check) and the informative pixel counts ``n_eye_growth``,
     ``n_face_outline``.
     """
-    cartoons = torch.from_numpy(truth.cartoons).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    cartoons = truth.cartoon_batch()
     images = images.detach().float().cpu()
     hits = {"eye growth": 0, "face outline": 0}
     total = dict.fromkeys(hits, 0)
