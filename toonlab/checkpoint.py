@@ -64,9 +64,20 @@ def read_state_file(path: str | Path) -> Any:
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a toonlab training checkpoint (``weights_only=True``); a run folder means its ``latest.pt``."""
+    """Load a toonlab training checkpoint (``weights_only=True``); a run folder means its ``latest.pt``.
+
+    A converged model's name (``cyclegan-synthetic``, :mod:`toonlab.pretrained`) or file reads as a
+    checkpoint with its generators only (``"format": "toonlab-pretrained"``): it translates and
+    evaluates, but cannot resume training.
+    """
+    from toonlab import pretrained
+
+    if pretrained.is_pretrained_name(path):
+        return _pretrained_state(lambda: pretrained.read_named(str(path)))
     path = resolve_checkpoint_path(path)
     state = read_state_file(path)
+    if isinstance(state, dict) and state.get("format") == pretrained.PRETRAINED_FORMAT:
+        return _pretrained_state(lambda: pretrained.read_pretrained(path))
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(
             f"{path} is not a toonlab training checkpoint (no '{CHECKPOINT_FORMAT}' marker). "
@@ -78,7 +89,12 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def resolve_checkpoint_path(path: str | Path) -> Path:
-    """``run_dir`` -> ``run_dir/checkpoints/latest.pt``; a file path is returned unchanged."""
+    """``run_dir`` -> ``run_dir/checkpoints/latest.pt``; a converged model's name -> its shipped file;
+    a file path is returned unchanged."""
+    from toonlab import pretrained
+
+    if pretrained.is_pretrained_name(path):
+        return pretrained.pretrained_path(str(path))
     path = Path(path).expanduser()
     if path.is_dir():
         for candidate in (path / "checkpoints" / LATEST, path / LATEST):
@@ -86,6 +102,32 @@ def resolve_checkpoint_path(path: str | Path) -> Path:
                 return candidate
         raise CheckpointError(f"no checkpoint in {path}: expected {path / 'checkpoints' / LATEST}")
     return path
+
+
+def _pretrained_state(read) -> dict[str, Any]:
+    """A converged model's state, its :class:`toonlab.pretrained.PretrainedUnavailable` as a CheckpointError."""
+    from toonlab.pretrained import PretrainedUnavailable
+
+    try:
+        return read()
+    except PretrainedUnavailable as err:
+        raise CheckpointError(str(err)) from err
+
+
+def is_generators_only(state: dict[str, Any]) -> bool:
+    """True for a converged model's file (:mod:`toonlab.pretrained`): weights of the generators, nothing to resume."""
+    from toonlab.pretrained import PRETRAINED_FORMAT
+
+    return state.get("format") == PRETRAINED_FORMAT
+
+
+def check_resumable(state: dict[str, Any], path: str | Path) -> None:
+    """Raise a :class:`CheckpointError` when ``state`` cannot continue training (a generators-only file)."""
+    if is_generators_only(state):
+        raise CheckpointError(
+            f"{path} holds only the generators of a converged model: it translates and evaluates, but training "
+            "cannot resume from it (no discriminators, optimisers or random states). Start a new run instead"
+        )
 
 
 def config_from_dict(kind: str, values: dict[str, Any]):
@@ -160,6 +202,10 @@ def check_checkpoint_weights(state: dict[str, Any], path: str | Path) -> None:
 def load_model_weights(model: TranslationModel, state: dict[str, Any], path: str | Path) -> None:
     """Put a checkpoint's (finite) weights into ``model``; a :class:`CheckpointError` when they do not fit."""
     check_checkpoint_weights(state, path)
+    if is_generators_only(state):
+        from toonlab.pretrained import load_generators
+
+        return load_generators(model, state, path)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as err:

@@ -5,6 +5,8 @@
     toonlab train cartoongan --data ~/datasets/selfie2anime --steps 20000 --device cuda --precision auto
     toonlab train cyclegan --resume runs/cyclegan-cpu --steps 500
     toonlab translate runs/cyclegan-cpu photos/ cartoons/
+    toonlab translate cyclegan-synthetic photos/ cartoons/      (a converged model that ships with toonlab)
+    toonlab eval munit-synthetic
     toonlab translate Hayao_net_G_float.pth me.jpg me_hayao.png --official cartoongan
 """
 
@@ -21,6 +23,7 @@ from typing import Any, Sequence
 
 from toonlab.config import PRESETS
 from toonlab.models import MODEL_KINDS
+from toonlab.pretrained import NAMES as PRETRAINED_NAMES
 
 #: largest --size accepted (an image side in pixels): beyond it a single activation needs tens of GB
 MAX_SIZE = 4096
@@ -144,7 +147,8 @@ def clear_run(run_dir: Path) -> list[Path]:
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
-    from toonlab.checkpoint import check_checkpoint_weights, config_from_dict, read_checkpoint, resolve_checkpoint_path
+    from toonlab.checkpoint import (check_checkpoint_weights, check_resumable, config_from_dict, read_checkpoint,
+                                    resolve_checkpoint_path)
     from toonlab.data import load_datasets
     from toonlab.models import build_config
     from toonlab.metrics.report import PHOTO, headline
@@ -166,6 +170,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.resume:
         state = read_checkpoint(args.resume)
+        check_resumable(state, args.resume)
         if state["kind"] != args.model:
             raise CLIError(f"{args.resume} is a {state['kind']} checkpoint; run `toonlab train {state['kind']} --resume ...`")
         if overrides:
@@ -555,7 +560,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "OUTPUT may lie inside the input folder (it is not read back) but not be it; "
                                    "existing outputs are kept unless --overwrite. Unreadable images are skipped "
                                    "with one line each; the exit status is then 1.")
-    p.add_argument("checkpoint", help="toonlab run folder / checkpoint, or an official weight file with --official")
+    p.add_argument("checkpoint", help="toonlab run folder / checkpoint, a converged model's name "
+                                      f"({', '.join(PRETRAINED_NAMES)}), or an official weight file with --official")
     p.add_argument("input", help="an image or a folder of images (read with its sub-folders)")
     p.add_argument("output", help="output image (single input; .png added without a suffix) or folder")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
@@ -572,7 +578,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Score a toonlab checkpoint (a run folder or .pt) on the fixed synthetic test "
                                    "protocol (paired and per-problem metrics beside the baselines) or, with "
                                    "--data FOLDER, by KID and FID of its translated testA against testB.")
-    p.add_argument("checkpoint", help="toonlab run folder or checkpoint file")
+    p.add_argument("checkpoint", help=f"toonlab run folder, checkpoint file, or a converged model's name "
+                                      f"({', '.join(PRETRAINED_NAMES)})")
     p.add_argument("--data", default="synthetic", help="'synthetic' (default) or a folder with testA and testB")
     p.add_argument("--n", type=int, default=100, help="test portraits (synthetic) or at most this many photos (default 100)")
     p.add_argument("--size", type=int, help="image size (default: the model's training size)")

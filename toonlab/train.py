@@ -47,6 +47,7 @@ from toonlab.checkpoint import (  # noqa: F401
     atomic_write_text,
     capture_rng_state,
     check_checkpoint_weights,
+    check_resumable,
     config_differences,
     config_from_dict,
     load_model_weights,
@@ -462,6 +463,7 @@ class Trainer:
 
     def _load_state(self, state: dict[str, Any], path: Path, strict_config: bool = True) -> None:
         """:meth:`load_checkpoint` of the checkpoint ``state`` already read from ``path``."""
+        check_resumable(state, path)
         if state["kind"] != self.model.kind:
             raise CheckpointError(
                 f"{path} holds a {state['kind']} checkpoint but this trainer runs {self.model.kind}; "
@@ -498,6 +500,7 @@ class Trainer:
         """
         path = resolve_checkpoint_path(path)
         state = read_checkpoint(path)
+        check_resumable(state, path)
         model = build_model(state["kind"], config=config_from_dict(state["kind"], state["config"]))
         kwargs.setdefault("seed", state["seed"])
         trainer = cls(model, prepare_dataset_for(model, dataset), **kwargs)

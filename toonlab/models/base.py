@@ -96,6 +96,8 @@ class TranslationModel(nn.Module):
     hparam_names: ClassVar[tuple[str, ...]] = ("lr",)
     #: True for models that draw a style for every translation (MUNIT): see :meth:`translations`
     multimodal: ClassVar[bool] = False
+    #: the modules that translate (what a converged model ships, :mod:`toonlab.pretrained`); the rest only trains them
+    generator_names: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Any):
         super().__init__()

@@ -367,6 +367,7 @@ class Model(TranslationModel):
     """
 
     kind: ClassVar[str] = "cartoongan"
+    generator_names: ClassVar[tuple[str, ...]] = ("generator",)
     hparam_names: ClassVar[tuple[str, ...]] = ("lr", "init_lr", "content_weight", "init_steps", "lambda_flat")
     #: the keys of :meth:`train_step`'s result, in this order (the same keys in both phases)
     loss_names: ClassVar[tuple[str, ...]] = ("content", "G_adv", "G_total", "D_real", "D_fake", "D_smooth", "D_total",

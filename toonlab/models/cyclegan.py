@@ -386,6 +386,7 @@ class Model(TranslationModel):
     """
 
     kind: ClassVar[str] = "cyclegan"
+    generator_names: ClassVar[tuple[str, ...]] = ("G_A", "G_B")
     hparam_names: ClassVar[tuple[str, ...]] = ("lr", "lambda_a", "lambda_b", "lambda_identity", "lambda_colour",
                                                "lambda_flat")
     #: the keys of :meth:`train_step`'s result, in this order

@@ -705,6 +705,7 @@ class Model(StyleTranslation, TranslationModel):
     """
 
     kind: ClassVar[str] = "munit"
+    generator_names: ClassVar[tuple[str, ...]] = ("gen_a", "gen_b")
     hparam_names: ClassVar[tuple[str, ...]] = ("lr", "gan_w", "recon_x_w", "recon_s_w", "recon_c_w", "recon_x_cyc_w")
 
     def __init__(self, config: Config, perceptual_net: nn.Module | None = None):
