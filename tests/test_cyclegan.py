@@ -19,13 +19,11 @@ from toonlab.models.cyclegan import (
     ResnetGenerator,
     blur,
     blurred_fake_loss,
-    colour_anchor_loss,
     cycle_loss,
-    flatness_loss,
     discriminator_loss,
     identity_loss,
 )
-from toonlab.losses import FLAT_STEP, GANLoss
+from toonlab.losses import FLAT_STEP, GANLoss, colour_anchor_loss, flatness_loss
 from toonlab.nn import ResnetBlock, count_parameters
 
 

@@ -439,8 +439,6 @@ def test_history_json_never_lacks_a_step_the_checkpoint_holds_after_a_kill(tmp_p
     import json
     import tempfile
 
-    import toonlab.io as toonlab_io
-
     trainer = make_trainer("cyclegan", "fast", run_dir=tmp_path, checkpoint_every=1000, keep_checkpoints=True,
                            progress=False, device="cpu")
     events: list[str] = []

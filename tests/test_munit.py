@@ -113,8 +113,8 @@ def test_paper_model_totals():
     model = munit.Model(munit.Config.preset("paper"))
     assert count_parameters(model) == 2 * 15_026_187 + 2 * 8_271_171  # 46.59M, docs/reference.md §7
     assert len(model.state_dict()) == 2 * 82 + 2 * 30
-    gen_params = sum(p.numel() for g in model.optimizers["gen"].param_groups for p in g["params"])
-    dis_params = sum(p.numel() for g in model.optimizers["dis"].param_groups for p in g["params"])
+    gen_params = sum(p.numel() for g in model.optimizers["G"].param_groups for p in g["params"])
+    dis_params = sum(p.numel() for g in model.optimizers["D"].param_groups for p in g["params"])
     assert (gen_params, dis_params) == (2 * 15_026_187, 2 * 8_271_171)
 
 
@@ -343,7 +343,7 @@ def test_train_step_updates_discriminators_before_generators(fast_model):
         opt.register_step_pre_hook(lambda opt, args, kwargs, name=name: order.append(name))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     losses = model.train_step(_fast_batch(model.config), Precision("fp32"), step=0)
-    assert order == ["dis", "gen"]
+    assert order == ["D", "G"]
     expected = ["D_total", "G_adv_a", "G_adv_b", "recon_x_a", "recon_x_b", "recon_s_a", "recon_s_b",
                 "recon_c_a", "recon_c_b", "G_total"]
     assert list(losses) == expected
@@ -408,6 +408,55 @@ def test_cycle_and_perceptual_terms_when_enabled():
         assert name in losses and losses[name] > 0
     assert not any(k.startswith("conv") or "_frozen" in k for k in model.state_dict())
     assert munit.perceptual_loss(TinyFeatures(), _images(2, 16), _images(2, 16)).item() == 0.0
+
+
+def test_content_norm_none_keeps_colour_and_the_official_keys():
+    """The cpu preset's content encoder without instance norm: a recoloured image gets another code."""
+    official = munit.AdaINGen(dim=8, style_dim=4, mlp_dim=16, n_res=1)
+    plain = munit.AdaINGen(dim=8, style_dim=4, mlp_dim=16, n_res=1, content_norm="none")
+    assert list(official.state_dict()) == list(plain.state_dict())
+    plain.load_state_dict(official.state_dict())
+    convs = list(plain.enc_content.model)[:-1]
+    assert all(isinstance(layer.norm, nn.Identity) for layer in convs)
+    x = _images(2, 32)
+    shifted = (x + 0.3).clamp(-1, 1) * 0.5  # another brightness and contrast, the same layout
+    # instance norm in the first layers removes most of a global colour change; without it the code moves
+    change = {name: (gen.encode_content(shifted) - gen.encode_content(x)).abs().mean().item()
+              for name, gen in (("official", official), ("plain", plain))}
+    assert change["plain"] > 2 * change["official"]
+    with pytest.raises(ValueError, match="content_norm"):
+        munit.Config.preset("fast", content_norm="batch")
+
+
+def test_colour_anchor_term_when_enabled(fast_model):
+    config = munit.Config.preset("fast", colour_w=3.0)
+    model = munit.Model(config)
+    losses = model.train_step(_fast_batch(config), Precision(), step=0)
+    assert losses["colour_a"] > 0 and losses["colour_b"] > 0
+    plain = fast_model.train_step(_fast_batch(config), Precision(), step=0)
+    assert "colour_a" not in plain
+    # the weighted total holds the colour terms with their weight
+    rest = losses["G_total"] - config.colour_w * (losses["colour_a"] + losses["colour_b"])
+    assert rest == pytest.approx(plain["G_total"], rel=1e-4)
+
+
+def test_warmup_trains_the_generators_alone_then_the_official_step():
+    config = munit.Config.preset("fast", warmup_steps=1)
+    model = munit.Model(config)
+    dis_before = [p.detach().clone() for p in model.dis_a.parameters()]
+    gen_before = [p.detach().clone() for p in model.gen_b.parameters()]
+    batch = _fast_batch(config)
+    first = model.train_step(batch, Precision(), step=0)
+    assert set(first) == {"recon_x_a", "recon_x_b", "warmup_ab", "warmup_ba", "G_total"}
+    expected = config.recon_x_w * (first["recon_x_a"] + first["recon_x_b"]) + first["warmup_ab"] + first["warmup_ba"]
+    assert first["G_total"] == pytest.approx(expected, rel=1e-5)
+    assert all(torch.equal(a, b) for a, b in zip(dis_before, model.dis_a.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(gen_before, model.gen_b.parameters()))
+    # warmup_ab is |G_b(c_a, s) - x_a|: the cartoon decoder learns to draw the photo
+    assert first["warmup_ab"] > 0
+    second = model.train_step(batch, Precision(), step=1)
+    assert "D_total" in second and "warmup_ab" not in second
+    assert any(not torch.equal(a, b) for a, b in zip(dis_before, model.dis_a.parameters()))
 
 
 def test_same_seed_same_losses_and_state_saves_weights_only():

@@ -164,3 +164,15 @@ def flatness_loss(image: torch.Tensor, step: float = FLAT_STEP) -> torch.Tensor:
     dy = (image[..., 1:, :] - image[..., :-1, :]).abs().clamp(max=step).mean()
     dx = (image[..., :, 1:] - image[..., :, :-1]).abs().clamp(max=step).mean()
     return dx + dy
+
+
+def colour_anchor_loss(translated: torch.Tensor, source: torch.Tensor, window: int = 4) -> torch.Tensor:
+    """toonlab's colour anchor (not in the paper): ``mean |avgpool(G(x)) - avgpool(x)|`` over ``window`` px blocks.
+
+    Why: the founding report's "strange colours" (docs/founding-report.md) — CycleGAN repaints skin or
+    hair in another hue, which the cycle loss cannot forbid (the way back can undo any consistent
+    recolouring); MUNIT paints the colours of a random style. A cartoon
+    keeps each region's colour; only detail, texture and outlines change, and those live below the
+    pooling window, where the discriminator alone decides.
+    """
+    return F.l1_loss(F.avg_pool2d(translated.float(), window), F.avg_pool2d(source.float(), window))

@@ -104,16 +104,20 @@ class PartsFeatures(nn.Module):
     :class:`toonlab.losses.VGGFeatures`; always in eval mode.
     """
 
-    def __init__(self, net: PartsNet):
+    def __init__(self, net: PartsNet, blocks: tuple[str, ...] = tuple(CONTENT_SHARES)):
         super().__init__()
+        unknown = sorted(set(blocks) - set(CONTENT_SHARES))
+        if unknown or not blocks:
+            raise ValueError(f"unknown feature blocks {unknown or blocks}; choose from {', '.join(CONTENT_SHARES)}")
         self.net = net.eval()
         for p in self.net.parameters():
             p.requires_grad_(False)
         w = net.width
-        channels = {"full": 16 * w, "half": 8 * w, "parts": 4 * w, "colour": 3}
-        total = sum(channels.values())
-        #: block -> factor that gives it its share of the mean L1 (:data:`CONTENT_SHARES`)
-        self.weights = {name: total * CONTENT_SHARES[name] / c for name, c in channels.items()}
+        channels = {name: c for name, c in {"full": 16 * w, "half": 8 * w, "parts": 4 * w, "colour": 3}.items()
+                    if name in blocks}
+        total, share = sum(channels.values()), sum(CONTENT_SHARES[name] for name in channels)
+        #: block -> factor that gives it its share of the mean L1 (:data:`CONTENT_SHARES`, renormalised over ``blocks``)
+        self.weights = {name: total * CONTENT_SHARES[name] / share / c for name, c in channels.items()}
 
     def train(self, mode: bool = True):  # BatchNorm keeps its trained statistics
         super().train(mode)
@@ -176,9 +180,9 @@ def load_parts_net(path: str | Path | None = None, device: str | torch.device = 
     return net.eval().to(device)
 
 
-def load_parts_features(path: str | Path | None = None) -> PartsFeatures:
-    """:func:`load_parts_net` wrapped as a frozen content-feature network."""
-    return PartsFeatures(load_parts_net(path))
+def load_parts_features(path: str | Path | None = None, blocks: tuple[str, ...] = tuple(CONTENT_SHARES)) -> PartsFeatures:
+    """:func:`load_parts_net` wrapped as a frozen content-feature network (``blocks``: which of :data:`CONTENT_SHARES`)."""
+    return PartsFeatures(load_parts_net(path), blocks)
 
 
 def save_parts_net(net: PartsNet, path: str | Path, record: dict) -> Path:

@@ -476,10 +476,14 @@ class Trainer:
                 + "\nBuild the model from the checkpoint's own config with Trainer.from_checkpoint(path, dataset)"
             )
         load_model_weights(self.model, state, path)
+        saved = dict(state["optimizers"])
+        for old, new in self.model.renamed_optimizers.items():
+            if old in saved and new not in saved:
+                saved[new] = saved.pop(old)
         for name, opt in self.model.optimizers.items():
-            if name not in state["optimizers"]:
+            if name not in saved:
                 raise CheckpointError(f"{path} has no state for optimizer {name!r}")
-            opt.load_state_dict(state["optimizers"][name])
+            opt.load_state_dict(saved[name])
         self.model.load_extra_state(state["extra"])
         self.precision.load_state_dict(state["precision"])
         restore_rng_state(state["rng"])

@@ -98,6 +98,8 @@ class TranslationModel(nn.Module):
     multimodal: ClassVar[bool] = False
     #: the modules that translate (what a converged model ships, :mod:`toonlab.pretrained`); the rest only trains them
     generator_names: ClassVar[tuple[str, ...]] = ()
+    #: optimiser names of older toonlab checkpoints -> today's (every model names them "G" and "D")
+    renamed_optimizers: ClassVar[dict[str, str]] = {}
 
     def __init__(self, config: Any):
         super().__init__()

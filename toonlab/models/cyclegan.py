@@ -27,7 +27,7 @@ from torch import nn
 
 from toonlab.config import check_at_least
 from toonlab.hub import describe_keys, drop_stale_norm_buffers, strip_wrapper_prefixes
-from toonlab.losses import GAN_MODES, GANLoss, flatness_loss
+from toonlab.losses import GAN_MODES, GANLoss, colour_anchor_loss, flatness_loss
 from toonlab.models.base import Precision, TranslationModel, eval_forward
 from toonlab.nn import (
     NORMS,
@@ -341,17 +341,6 @@ def cycle_loss(reconstructed: torch.Tensor, original: torch.Tensor) -> torch.Ten
 def identity_loss(same: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
     """Paper §5.2 identity loss, one direction: ``mean |G(y) - y|`` (weighted by lambda_idt * lambda)."""
     return F.l1_loss(same.float(), original.float())
-
-
-def colour_anchor_loss(translated: torch.Tensor, source: torch.Tensor, window: int = 4) -> torch.Tensor:
-    """toonlab's colour anchor (not in the paper): ``mean |avgpool(G(x)) - avgpool(x)|`` over ``window`` px blocks.
-
-    Why: the founding report's "strange colours" — CycleGAN repaints skin or hair in another hue,
-    which the cycle loss cannot forbid (the way back can undo any consistent recolouring). A cartoon
-    keeps each region's colour; only detail, texture and outlines change, and those live below the
-    pooling window, where the discriminator alone decides.
-    """
-    return F.l1_loss(F.avg_pool2d(translated.float(), window), F.avg_pool2d(source.float(), window))
 
 
 def discriminator_loss(

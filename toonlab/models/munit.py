@@ -32,7 +32,7 @@ from torch import nn
 
 from toonlab.config import check_at_least
 from toonlab.hub import describe_keys, drop_stale_norm_buffers, strip_wrapper_prefixes
-from toonlab.losses import GAN_MODES, GANLoss, VGGFeatures, load_vgg_trunk
+from toonlab.losses import GAN_MODES, GANLoss, VGGFeatures, colour_anchor_loss, load_vgg_trunk
 from toonlab.models.base import Precision, TranslationModel
 from toonlab.nn import (
     PADDINGS,
@@ -47,6 +47,8 @@ from toonlab.nn import (
 DIRECTIONS = ("AtoB", "BtoA")
 ACTIVATIONS = ("relu", "lrelu", "tanh", "none")
 INITS = ("kaiming", "normal", "xavier")
+#: Config.content_norm: the official instance norm, or none (the code keeps colour; a cpu-preset deviation)
+CONTENT_NORMS = ("instance", "none")
 #: how many stride-2 convolutions the official style encoder uses (fixed in the reference code)
 STYLE_DOWNSAMPLINGS = 4
 
@@ -128,18 +130,19 @@ class ContentEncoder(nn.Module):
 
     ``c7s1-dim | c4s2-2dim | ... | ResidualBlocks(n_res)``, all with instance norm (no affine, no running
     statistics), so the code carries layout rather than colour. Paper §3.1 "Content encoder"; notebook
-    03 §"Encoders". Official keys: ``model.{0..n_downsample}.conv.*`` and
+    03 §"Encoders". ``norm="none"`` (toonlab's ``content_norm``, off in the paper) drops it from the
+    convolutions before the residual blocks, so the code keeps each region's colour too. Official keys: ``model.{0..n_downsample}.conv.*`` and
     ``model.{n_downsample + 1}.model.{i}.model.{0,1}.conv.*``. Paper preset: 5,385,856 parameters and a
     256 x 64 x 64 code for a 256 x 256 image.
     """
 
     def __init__(self, n_downsample: int = 2, n_res: int = 4, input_dim: int = 3, dim: int = 64,
-                 activation: str = "relu", pad_type: str = "reflect"):
+                 activation: str = "relu", pad_type: str = "reflect", norm: str = "instance"):
         super().__init__()
-        layers: list[nn.Module] = [Conv2dBlock(input_dim, dim, 7, 1, 3, norm="instance", activation=activation,
+        layers: list[nn.Module] = [Conv2dBlock(input_dim, dim, 7, 1, 3, norm=norm, activation=activation,
                                                pad_type=pad_type)]
         for _ in range(n_downsample):
-            layers.append(Conv2dBlock(dim, dim * 2, 4, 2, 1, norm="instance", activation=activation,
+            layers.append(Conv2dBlock(dim, dim * 2, 4, 2, 1, norm=norm, activation=activation,
                                       pad_type=pad_type))
             dim *= 2
         layers.append(ResidualBlocks(n_res, dim, "instance", activation, pad_type))
@@ -251,14 +254,14 @@ class AdaINGen(nn.Module):
 
     def __init__(self, input_dim: int = 3, dim: int = 64, style_dim: int = 8, mlp_dim: int = 256,
                  n_downsample: int = 2, n_res: int = 4, activation: str = "relu", pad_type: str = "reflect",
-                 style_downsample: int = STYLE_DOWNSAMPLINGS, mlp_blocks: int = 3):
+                 style_downsample: int = STYLE_DOWNSAMPLINGS, mlp_blocks: int = 3, content_norm: str = "instance"):
         super().__init__()
         self.input_dim = input_dim
         self.style_dim = style_dim
         self.n_downsample = n_downsample
         self.style_downsample = style_downsample
         self.enc_style = StyleEncoder(style_downsample, input_dim, dim, style_dim, activation, pad_type)
-        self.enc_content = ContentEncoder(n_downsample, n_res, input_dim, dim, activation, pad_type)
+        self.enc_content = ContentEncoder(n_downsample, n_res, input_dim, dim, activation, pad_type, content_norm)
         self.dec = Decoder(n_downsample, n_res, self.enc_content.output_dim, input_dim, activation, pad_type)
         self.mlp = MLP(style_dim, num_adain_params(self.dec), mlp_dim, mlp_blocks, activation)
 
@@ -427,6 +430,16 @@ class Config:
     gen_init: str = "kaiming"
     dis_init: str = "normal"
     seed: int = 0
+    #: toonlab deviation (off in ``paper``): ``"none"`` takes instance norm out of the content encoder's
+    #: convolutions, so the content code keeps each region's colour and a random style cannot repaint it
+    content_norm: str = "instance"
+    #: toonlab deviation (off in ``paper``): weight of the colour anchor ``|low(x_ab) - low(x_a)| + |low(x_ba) - low(x_b)|``
+    #: (:func:`toonlab.losses.colour_anchor_loss`, 4x4 averages): the translation keeps the person's colours
+    colour_w: float = 0.0
+    #: toonlab deviation (off in ``paper``): the first ``warmup_steps`` iterations train the generators
+    #: alone to reproduce each image across domains (CartoonGAN's initialisation phase, for both
+    #: directions), so the adversarial phase starts from faces, not from noise
+    warmup_steps: int = 0
 
     #: preset name -> overrides of the official defaults
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
@@ -455,6 +468,8 @@ class Config:
             raise ValueError(f"unknown pad_type {self.pad_type!r}; choose one of {', '.join(PADDINGS)}")
         if self.dis_norm not in ("none", "instance", "batch", "layer"):
             raise ValueError(f"unknown dis_norm {self.dis_norm!r}; choose none, instance, batch or layer")
+        if self.content_norm not in CONTENT_NORMS:
+            raise ValueError(f"unknown content_norm {self.content_norm!r}; choose one of {', '.join(CONTENT_NORMS)}")
         if self.gan_mode not in GAN_MODES:
             raise ValueError(f"unknown gan_mode {self.gan_mode!r}; choose one of {', '.join(GAN_MODES)}")
         for name in ("gen_init", "dis_init"):
@@ -463,7 +478,7 @@ class Config:
         check_at_least(self, 1, ("image_size", "batch_size", "dim", "style_dim", "mlp_dim", "dis_dim", "dis_n_layer",
                      "dis_num_scales", "step_size"))
         check_at_least(self, 0, ("n_downsample", "n_res", "max_iter", "gan_w", "recon_x_w", "recon_s_w", "recon_c_w",
-                     "recon_x_cyc_w", "vgg_w", "lr", "weight_decay", "gamma"))
+                     "recon_x_cyc_w", "vgg_w", "lr", "weight_decay", "gamma", "colour_w", "warmup_steps"))
         multiple = 2**self.n_downsample
         smallest = 2**STYLE_DOWNSAMPLINGS
         if self.image_size % multiple or self.image_size < smallest:
@@ -698,14 +713,16 @@ class Model(StyleTranslation, TranslationModel):
     """MUNIT: ``gen_a`` (photos), ``gen_b`` (cartoons), ``dis_a``, ``dis_b`` (notebook 03 §"Training step").
 
     Generators get Kaiming init and discriminators N(0, 0.02), drawn from ``config.seed`` (the global
-    RNG is left untouched). ``optimizers["dis"]`` updates both discriminators and
-    ``optimizers["gen"]`` both generators, with Adam(lr, (beta1, beta2), weight_decay).
+    RNG is left untouched). ``optimizers["D"]`` updates both discriminators and
+    ``optimizers["G"]`` both generators (the official code's ``dis_opt`` and ``gen_opt``; checkpoints
+    written before toonlab named them ``"dis"`` and ``"gen"`` still resume), with Adam(lr, (beta1, beta2), weight_decay).
     ``perceptual_net`` replaces the VGG16 trunk of the perceptual loss (tests); it is only used when
     ``vgg_w > 0`` and is kept out of the state dict.
     """
 
     kind: ClassVar[str] = "munit"
     generator_names: ClassVar[tuple[str, ...]] = ("gen_a", "gen_b")
+    renamed_optimizers: ClassVar[dict[str, str]] = {"gen": "G", "dis": "D"}
     hparam_names: ClassVar[tuple[str, ...]] = ("lr", "gan_w", "recon_x_w", "recon_s_w", "recon_c_w", "recon_x_cyc_w")
 
     def __init__(self, config: Config, perceptual_net: nn.Module | None = None):
@@ -734,13 +751,14 @@ class Model(StyleTranslation, TranslationModel):
             self.frozen.put("vgg", load_vgg16_relu5_3(weights))
         kwargs = dict(lr=c.lr, betas=(c.beta1, c.beta2), weight_decay=c.weight_decay)
         self.optimizers = {
-            "dis": torch.optim.Adam(itertools.chain(self.dis_a.parameters(), self.dis_b.parameters()), **kwargs),
-            "gen": torch.optim.Adam(itertools.chain(self.gen_a.parameters(), self.gen_b.parameters()), **kwargs),
+            "G": torch.optim.Adam(itertools.chain(self.gen_a.parameters(), self.gen_b.parameters()), **kwargs),
+            "D": torch.optim.Adam(itertools.chain(self.dis_a.parameters(), self.dis_b.parameters()), **kwargs),
         }
 
     def _make_generator(self) -> AdaINGen:
         c = self.config
-        return AdaINGen(3, c.dim, c.style_dim, c.mlp_dim, c.n_downsample, c.n_res, c.activ, c.pad_type)
+        return AdaINGen(3, c.dim, c.style_dim, c.mlp_dim, c.n_downsample, c.n_res, c.activ, c.pad_type,
+                        content_norm=c.content_norm)
 
     def _make_discriminator(self) -> MultiScaleDiscriminator:
         c = self.config
@@ -794,8 +812,9 @@ class Model(StyleTranslation, TranslationModel):
 
         Encode both domains, reconstruct them (eq. 1), translate with the sampled styles ``s_a``,
         ``s_b``, encode the translations again for the content (eq. 2) and style (eq. 3) terms, then
-        the adversarial terms (eq. 4); the cycle terms only when ``recon_x_cyc_w > 0`` and the
-        perceptual terms only when ``vgg_w > 0``.
+        the adversarial terms (eq. 4); the cycle terms only when ``recon_x_cyc_w > 0``, the
+        perceptual terms only when ``vgg_w > 0`` and toonlab's colour anchor (``colour_a`` keeps
+        ``x_ab`` in the colours of ``x_a``) only when ``colour_w > 0``.
         """
         c = self.config
         c_a, s_a_prime = self.gen_a.encode(x_a)
@@ -826,6 +845,10 @@ class Model(StyleTranslation, TranslationModel):
             terms["recon_cyc_a"] = cycle_reconstruction_loss(x_aba, x_a)
             terms["recon_cyc_b"] = cycle_reconstruction_loss(x_bab, x_b)
             total = total + c.recon_x_cyc_w * (terms["recon_cyc_a"] + terms["recon_cyc_b"])
+        if c.colour_w > 0:
+            terms["colour_a"] = colour_anchor_loss(x_ab, x_a)
+            terms["colour_b"] = colour_anchor_loss(x_ba, x_b)
+            total = total + c.colour_w * (terms["colour_a"] + terms["colour_b"])
         if c.vgg_w > 0:
             vgg = self.frozen.get("vgg", x_a.device)
             if vgg is None:
@@ -838,29 +861,64 @@ class Model(StyleTranslation, TranslationModel):
 
     def dis_update(self, x_a: torch.Tensor, x_b: torch.Tensor, s_a: torch.Tensor, s_b: torch.Tensor,
                    precision: Precision) -> dict[str, torch.Tensor]:
-        """One step of ``optimizers["dis"]`` on :meth:`discriminator_losses`."""
-        self.optimizers["dis"].zero_grad(set_to_none=True)
+        """One step of ``optimizers["D"]`` on :meth:`discriminator_losses`."""
+        self.optimizers["D"].zero_grad(set_to_none=True)
         with precision.autocast():
             losses = self.discriminator_losses(x_a, x_b, s_a, s_b)
-        precision.step(losses["D_total"], self.optimizers["dis"])
+        precision.step(losses["D_total"], self.optimizers["D"])
         return losses
 
     def gen_update(self, x_a: torch.Tensor, x_b: torch.Tensor, s_a: torch.Tensor, s_b: torch.Tensor,
                    precision: Precision) -> dict[str, torch.Tensor]:
-        """One step of ``optimizers["gen"]`` on :meth:`generator_losses` (discriminators frozen meanwhile)."""
+        """One step of ``optimizers["G"]`` on :meth:`generator_losses` (discriminators frozen meanwhile)."""
         discriminators = [self.dis_a, self.dis_b]
-        self.optimizers["gen"].zero_grad(set_to_none=True)
+        self.optimizers["G"].zero_grad(set_to_none=True)
         set_requires_grad(discriminators, False)
         try:
             with precision.autocast():
                 losses = self.generator_losses(x_a, x_b, s_a, s_b)
-            precision.step(losses["G_total"], self.optimizers["gen"])
+            precision.step(losses["G_total"], self.optimizers["G"])
         finally:
             set_requires_grad(discriminators, True)
         return losses
 
+    def warmup_losses(self, x_a: torch.Tensor, x_b: torch.Tensor, s_a: torch.Tensor,
+                      s_b: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The warm-up terms (``step < warmup_steps``, not in the paper): each image reproduced across domains.
+
+        ``warmup_ab = |G_b(c_a, s_b) - x_a|`` and ``warmup_ba = |G_a(c_b, s_a) - x_b|`` with random
+        styles, beside the paper's within-domain reconstructions ``recon_x_a/b``; ``G_total`` is
+        ``recon_x_w * (recon_x_a + recon_x_b) + warmup_ab + warmup_ba``. Why: from random weights a
+        translation is noise for hundreds of steps; started from "the photo, drawn by the cartoon
+        decoder", the adversarial phase only has to change its style (CartoonGAN's initialisation
+        phase, applied to both generators; issue "Cartoons that work").
+        """
+        c_a, s_a_prime = self.gen_a.encode(x_a)
+        c_b, s_b_prime = self.gen_b.encode(x_b)
+        terms = {
+            "recon_x_a": image_reconstruction_loss(self.gen_a.decode(c_a, s_a_prime), x_a),
+            "recon_x_b": image_reconstruction_loss(self.gen_b.decode(c_b, s_b_prime), x_b),
+            "warmup_ab": image_reconstruction_loss(self.gen_b.decode(c_a, s_b), x_a),
+            "warmup_ba": image_reconstruction_loss(self.gen_a.decode(c_b, s_a), x_b),
+        }
+        terms["G_total"] = (self.config.recon_x_w * (terms["recon_x_a"] + terms["recon_x_b"])
+                            + terms["warmup_ab"] + terms["warmup_ba"])
+        return terms
+
+    def warmup_update(self, x_a: torch.Tensor, x_b: torch.Tensor, s_a: torch.Tensor, s_b: torch.Tensor,
+                      precision: Precision) -> dict[str, torch.Tensor]:
+        """One step of ``optimizers["G"]`` on :meth:`warmup_losses` (the discriminators rest)."""
+        self.optimizers["G"].zero_grad(set_to_none=True)
+        with precision.autocast():
+            losses = self.warmup_losses(x_a, x_b, s_a, s_b)
+        precision.step(losses["G_total"], self.optimizers["G"])
+        return losses
+
     def train_step(self, batch: dict[str, torch.Tensor], precision: Precision, step: int) -> dict[str, float]:
         """One official iteration on ``{"A": photos, "B": cartoons}``: :meth:`dis_update`, then :meth:`gen_update`.
+
+        During the first ``config.warmup_steps`` iterations (toonlab's warm-up, 0 in the paper) only
+        :meth:`warmup_update` runs, and the result holds its terms instead.
 
         Each update draws its own styles from N(0, I) (:meth:`training_styles`). Returns
         ``D_total``, the unweighted generator terms (``G_adv_a/b``, ``recon_x_a/b``, ``recon_s_a/b``,
@@ -869,12 +927,12 @@ class Model(StyleTranslation, TranslationModel):
         """
         x_a, x_b = batch["A"], batch["B"]
         styles = self.training_styles(x_a.size(0), x_b.size(0), step)
+        if step < self.config.warmup_steps:
+            return _as_floats(self.warmup_update(x_a, x_b, styles["gen_a"], styles["gen_b"], precision))
         dis = self.dis_update(x_a, x_b, styles["dis_a"], styles["dis_b"], precision)
         gen = self.gen_update(x_a, x_b, styles["gen_a"], styles["gen_b"], precision)
-        values = {"D_total": dis["D_total"], **{k: v for k, v in gen.items() if k != "G_total"},
-                  "G_total": gen["G_total"]}
-        numbers = torch.stack([v.detach().float() for v in values.values()]).cpu().tolist()
-        return dict(zip(values, numbers))
+        return _as_floats({"D_total": dis["D_total"], **{k: v for k, v in gen.items() if k != "G_total"},
+                           "G_total": gen["G_total"]})
 
     def forward(self, x: torch.Tensor, direction: str = "AtoB") -> torch.Tensor:
         """Random-style translation (same as :meth:`translate`)."""
@@ -883,6 +941,12 @@ class Model(StyleTranslation, TranslationModel):
 
 # --- official checkpoints ------------------------------------------------------------------------
 
+
+
+def _as_floats(values: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    """Loss tensors -> Python floats with one device sync (the history's entries)."""
+    numbers = torch.stack([v.detach().float() for v in values.values()]).cpu().tolist()
+    return dict(zip(values, numbers))
 
 
 def _indices(state: Mapping[str, torch.Tensor], pattern: str) -> list[int]:
