@@ -459,6 +459,23 @@ def test_warmup_trains_the_generators_alone_then_the_official_step():
     assert any(not torch.equal(a, b) for a, b in zip(dis_before, model.dis_a.parameters()))
 
 
+def test_parts_perceptual_features_offline_and_the_notes():
+    from toonlab.parts import PartsFeatures
+
+    config = munit.Config.preset("fast", vgg_w=1.0, perceptual_features="parts", warmup_steps=2, colour_w=1.0)
+    model = munit.Model(config)
+    net = model.perceptual_net
+    assert isinstance(net, PartsFeatures) and list(net.weights) == ["parts"]
+    losses = model.train_step(_fast_batch(config), Precision(), step=2)
+    assert losses["vgg_a"] > 0 and losses["vgg_b"] > 0
+    assert not any("net." in k for k in model.state_dict())  # the frozen segmenter is not saved
+    notes = " ".join(model.notes())
+    assert "part segmenter" in notes and "first 2 steps" in notes and "colour anchor weight 1.0" in notes
+    assert munit.Model(munit.Config.preset("paper")).notes() == []
+    with pytest.raises(ValueError, match="perceptual_features"):
+        munit.Config.preset("fast", perceptual_features="vgg19")
+
+
 def test_same_seed_same_losses_and_state_saves_weights_only():
     config = munit.Config.preset("fast")
     results = []

@@ -49,6 +49,8 @@ ACTIVATIONS = ("relu", "lrelu", "tanh", "none")
 INITS = ("kaiming", "normal", "xavier")
 #: Config.content_norm: the official instance norm, or none (the code keeps colour; a cpu-preset deviation)
 CONTENT_NORMS = ("instance", "none")
+#: Config.perceptual_features: VGG16 relu5_3 (the paper's) or the part segmenter's bottleneck (offline)
+PERCEPTUAL_FEATURES = ("vgg16", "parts")
 #: how many stride-2 convolutions the official style encoder uses (fixed in the reference code)
 STYLE_DOWNSAMPLINGS = 4
 
@@ -420,6 +422,10 @@ class Config:
     recon_x_cyc_w: float = 0.0
     vgg_w: float = 0.0
     vgg_weights: str = "imagenet"
+    #: the perceptual loss's frozen network: ``"vgg16"`` (the paper's, relu5_3) or ``"parts"``
+    #: (toonlab deviation: the synthetic-portrait part segmenter's bottleneck, :mod:`toonlab.parts`,
+    #: shipped with toonlab, so the loss works offline on the built-in portraits; it knows no other faces)
+    perceptual_features: str = "vgg16"
     lr: float = 1e-4
     beta1: float = 0.5
     beta2: float = 0.999
@@ -440,6 +446,8 @@ class Config:
     #: alone to reproduce each image across domains (CartoonGAN's initialisation phase, for both
     #: directions), so the adversarial phase starts from faces, not from noise
     warmup_steps: int = 0
+    #: the warm-up's learning rate (``None``: ``lr``); plain reconstruction tolerates a higher rate than a GAN
+    warmup_lr: float | None = None
 
     #: preset name -> overrides of the official defaults
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
@@ -468,6 +476,11 @@ class Config:
             raise ValueError(f"unknown pad_type {self.pad_type!r}; choose one of {', '.join(PADDINGS)}")
         if self.dis_norm not in ("none", "instance", "batch", "layer"):
             raise ValueError(f"unknown dis_norm {self.dis_norm!r}; choose none, instance, batch or layer")
+        if self.perceptual_features not in PERCEPTUAL_FEATURES:
+            raise ValueError(f"unknown perceptual_features {self.perceptual_features!r}; choose one of "
+                             f"{', '.join(PERCEPTUAL_FEATURES)}")
+        if self.warmup_lr is not None and not self.warmup_lr >= 0:
+            raise ValueError(f"warmup_lr must be >= 0 or None (the lr), got {self.warmup_lr}")
         if self.content_norm not in CONTENT_NORMS:
             raise ValueError(f"unknown content_norm {self.content_norm!r}; choose one of {', '.join(CONTENT_NORMS)}")
         if self.gan_mode not in GAN_MODES:
@@ -746,6 +759,10 @@ class Model(StyleTranslation, TranslationModel):
         self.frozen = FrozenNets()
         if perceptual_net is not None:
             self.frozen.put("vgg", perceptual_net)
+        elif c.vgg_w > 0 and c.perceptual_features == "parts":
+            from toonlab.parts import load_parts_features
+
+            self.frozen.put("vgg", load_parts_features(blocks=("parts",)))
         elif c.vgg_w > 0:
             weights = None if c.vgg_weights == "random" else c.vgg_weights
             self.frozen.put("vgg", load_vgg16_relu5_3(weights))
@@ -767,10 +784,29 @@ class Model(StyleTranslation, TranslationModel):
 
     @property
     def perceptual_net(self) -> nn.Module | None:
-        """The frozen VGG16 relu5_3 trunk (``None`` unless ``vgg_w > 0`` or one was given)."""
+        """The perceptual loss's frozen network: VGG16 relu5_3 or the part segmenter (``None`` unless ``vgg_w > 0`` or one was given)."""
         return self.frozen.get("vgg")
 
+    def notes(self) -> list[str]:
+        """The deviations from the paper a user should see when training starts (printed by the CLI)."""
+        c, lines = self.config, []
+        if c.vgg_w > 0 and c.perceptual_features == "parts":
+            lines.append("perceptual loss: toonlab's synthetic part segmenter (toonlab.parts) in place of VGG16; "
+                         "it knows the built-in portraits only: for real photos use perceptual_features vgg16")
+        if c.warmup_steps > 0:
+            lines.append(f"warm-up: the first {c.warmup_steps} steps train the generators alone to reproduce each "
+                         "image across domains (not in the paper)")
+        if c.content_norm != "instance" or c.colour_w > 0:
+            lines.append(f"identity: content_norm {c.content_norm}, colour anchor weight {c.colour_w} "
+                         "(toonlab's; the paper's content code is instance-normalised and the style sets the colours)")
+        return lines
+
     # -- schedule -----------------------------------------------------------------------------------
+    def base_lr(self, optimizer_name: str, step: int = 0, steps_per_epoch: int = 1) -> float:
+        """``warmup_lr`` during the warm-up (when set), else ``lr``."""
+        c = self.config
+        return float(c.warmup_lr if step < c.warmup_steps and c.warmup_lr is not None else c.lr)
+
     def lr_factor(self, step: int, steps_per_epoch: int) -> float:
         """Official ``step`` policy per iteration: ``gamma ** (step // step_size)`` (halved every 100k steps).
 
