@@ -88,6 +88,22 @@ def evaluate_model(model, protocol: Protocol | None = None, name: str | None = N
     return make_record(results, protocol, device=device, model={"name": name, "kind": model.kind, **(extra or {})})
 
 
+def converged_results(name: str, n: int = 100, device: torch.device | str | None = None):
+    """A converged model that ships with toonlab (:mod:`toonlab.pretrained`), scored beside the baselines.
+
+    Returns ``(model, manifest, results)``: the model in eval mode, its manifest (recipe, kept step,
+    the scores it was shipped with) and ``results`` (``name`` and each baseline -> metrics) on the
+    protocol's first ``n`` identities at the model's size. The notebooks' "train or load" cell.
+    """
+    from toonlab.checkpoint import load_trained_model
+    from toonlab.pretrained import pretrained_path, read_manifest
+
+    model = load_trained_model(name, device)
+    protocol = Protocol(size=int(model.config.image_size), n=n)
+    results = {name: score_model(model, protocol), **baseline_scores(protocol)}
+    return model, read_manifest(pretrained_path(name)), results
+
+
 def make_record(results: Mapping[str, Mapping[str, float]], protocol: Protocol | None = None,
                 device: torch.device | str | None = None, model: Mapping[str, Any] | None = None,
                 data: str = "synthetic") -> dict[str, Any]:
