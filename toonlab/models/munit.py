@@ -907,25 +907,26 @@ class Model(StyleTranslation, TranslationModel):
     def dis_update(self, x_a: torch.Tensor, x_b: torch.Tensor, s_a: torch.Tensor, s_b: torch.Tensor,
                    precision: Precision) -> dict[str, torch.Tensor]:
         """One step of ``optimizers["D"]`` on :meth:`discriminator_losses`."""
-        self.optimizers["D"].zero_grad(set_to_none=True)
+        return self._update("D", self.discriminator_losses, "D_total", precision, x_a, x_b, s_a, s_b)
+
+    def _update(self, optimizer: str, losses_of, total: str, precision: Precision,
+                *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Zero ``optimizers[optimizer]``, compute ``losses_of(*inputs)`` under autocast, step on ``total``."""
+        self.optimizers[optimizer].zero_grad(set_to_none=True)
         with precision.autocast():
-            losses = self.discriminator_losses(x_a, x_b, s_a, s_b)
-        precision.step(losses["D_total"], self.optimizers["D"])
+            losses = losses_of(*inputs)
+        precision.step(losses[total], self.optimizers[optimizer])
         return losses
 
     def gen_update(self, x_a: torch.Tensor, x_b: torch.Tensor, s_a: torch.Tensor, s_b: torch.Tensor,
                    precision: Precision) -> dict[str, torch.Tensor]:
         """One step of ``optimizers["G"]`` on :meth:`generator_losses` (discriminators frozen meanwhile)."""
         discriminators = [self.dis_a, self.dis_b]
-        self.optimizers["G"].zero_grad(set_to_none=True)
         set_requires_grad(discriminators, False)
         try:
-            with precision.autocast():
-                losses = self.generator_losses(x_a, x_b, s_a, s_b)
-            precision.step(losses["G_total"], self.optimizers["G"])
+            return self._update("G", self.generator_losses, "G_total", precision, x_a, x_b, s_a, s_b)
         finally:
             set_requires_grad(discriminators, True)
-        return losses
 
     def warmup_losses(self, x_a: torch.Tensor, x_b: torch.Tensor, s_a: torch.Tensor,
                       s_b: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -953,11 +954,7 @@ class Model(StyleTranslation, TranslationModel):
     def warmup_update(self, x_a: torch.Tensor, x_b: torch.Tensor, s_a: torch.Tensor, s_b: torch.Tensor,
                       precision: Precision) -> dict[str, torch.Tensor]:
         """One step of ``optimizers["G"]`` on :meth:`warmup_losses` (the discriminators rest)."""
-        self.optimizers["G"].zero_grad(set_to_none=True)
-        with precision.autocast():
-            losses = self.warmup_losses(x_a, x_b, s_a, s_b)
-        precision.step(losses["G_total"], self.optimizers["G"])
-        return losses
+        return self._update("G", self.warmup_losses, "G_total", precision, x_a, x_b, s_a, s_b)
 
     def train_step(self, batch: dict[str, torch.Tensor], precision: Precision, step: int) -> dict[str, float]:
         """One official iteration on ``{"A": photos, "B": cartoons}``: :meth:`dis_update`, then :meth:`gen_update`.
