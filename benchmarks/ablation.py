@@ -61,7 +61,7 @@ def targets_met(scores: dict, photo: dict) -> dict[str, bool]:
 
 def run_variant(kind: str, preset: str, name: str, overrides: dict, steps: int, eval_every: int, protocol: Protocol,
                 photo: dict, seed: int, pictures: Path | None = None) -> dict:
-    config = build_config(kind, preset, **overrides)
+    config = build_config(kind, preset, **{**overrides, "seed": seed})
     trainer = make_trainer(kind, config=config, seed=seed, progress=False)
     curve, seconds, first_l1 = [], 0.0, None
     while trainer.step < steps:

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     steps = args.steps or recipe["steps"]
     name = next(n for n, k in NAMES.items() if k == args.kind)
     out = args.out or pretrained_path(name)
-    config = build_config(args.kind, recipe["preset"], **recipe["overrides"])
+    config = build_config(args.kind, recipe["preset"], **recipe["overrides"], seed=args.seed)
     trainer = make_trainer(args.kind, config=config, seed=args.seed, progress=False)
     size = int(config.image_size)
     protocol, validation = Protocol(size=size), Protocol(size=size, start=VALIDATION_START, n=VALIDATION_N)

@@ -65,6 +65,13 @@ def test_make_trainer_default_data_comes_from_toonlab_data():
     assert isinstance(test_set, SyntheticPortraits) and test_set.split == "test" and test_set.size == 32
     trainer = train.make_trainer("cyclegan", "fast", seed=3, progress=False, n_samples=2)
     assert isinstance(trainer.dataset, SyntheticPortraits) and trainer.dataset.seed == 3
+    assert trainer.model.config.seed == 3  # one seed: the weights too
+    other = train.make_trainer("cyclegan", "fast", seed=4, progress=False, n_samples=2)
+    assert not torch.equal(other.model.G_A.model[1].weight, trainer.model.G_A.model[1].weight)
+    from toonlab.models import build_config
+
+    with pytest.raises(ValueError, match="config.seed is 0 but the run's seed is 3"):
+        train.make_trainer("cyclegan", config=build_config("cyclegan", "fast"), seed=3)
     assert torch.equal(trainer.sample_images, train.sample_photos(
         SyntheticPortraits(size=trainer.dataset.size, split="test", seed=3), 2))
 

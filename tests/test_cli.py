@@ -76,6 +76,17 @@ def test_translate_errors_are_clear(run_dir, tmp_path, capsys):
     assert not (tmp_path / "o.png").exists()
 
 
+def test_the_run_seed_is_the_weights_seed(tmp_path, capsys):
+    assert main(["train", "cyclegan", "--preset", "fast", "--steps", "1", "--seed", "5", "--no-eval",
+                 "--run-dir", str(tmp_path / "r"), "--quiet"]) == 0
+    import json
+
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["config"]["seed"] == 5
+    assert main(["train", "cyclegan", "--preset", "fast", "--steps", "1", "--seed", "5", "--config", "seed=2",
+                 "--run-dir", str(tmp_path / "s"), "--quiet"]) == 2
+    assert "give the run's one seed as --seed" in capsys.readouterr().err
+
+
 def test_train_on_a_missing_folder_names_the_layout(tmp_path, capsys):
     assert main(["train", "cyclegan", "--preset", "fast", "--data", str(tmp_path / "nope"), "--steps", "1",
                  "--run-dir", str(tmp_path / "r"), "--quiet"]) == 2

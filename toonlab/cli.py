@@ -193,7 +193,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                                           **trainer_kwargs)
         print(f"resumed {args.model} at step {trainer.step} from {trainer.last_checkpoint}")
     else:
-        config = build_config(args.model, args.preset, **overrides)
+        if "seed" in overrides and overrides["seed"] != args.seed:
+            raise CLIError(f"--config seed={overrides['seed']} and --seed {args.seed} differ; give the run's one seed as --seed")
+        config = build_config(args.model, args.preset, **{**overrides, "seed": args.seed})
         check_hparams(args.model, config, hparams)
         run_dir = Path(args.run_dir or f"runs/{args.model}-{args.preset or 'default'}")
         refuse_existing_run(run_dir, args.model, args.overwrite)
@@ -545,7 +547,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-checkpoints", action="store_true", help="also keep a copy of every checkpoint")
     p.add_argument("--sample-every", type=int, default=0, help="save a sample grid every N steps")
     p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="the run's one seed: initial weights, data order, built-in data and styles (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--no-eval", action="store_true",
                    help="skip the final evaluation (RUN_DIR/metrics.json) on the synthetic test protocol")

@@ -62,7 +62,7 @@ from toonlab.config import pick_device, seed_everything
 from toonlab.data import load_datasets
 from toonlab.data.loader import make_loader, steps_per_epoch
 from toonlab.io import remove_stale_temporaries
-from toonlab.models import build_model
+from toonlab.models import build_config, build_model
 from toonlab.models.base import Precision, TranslationModel
 
 
@@ -533,11 +533,19 @@ def make_trainer(kind: str, preset: str | None = None, dataset=None, test_datase
                  config=None, n_samples: int = 8, **trainer_kwargs: Any) -> Trainer:
     """Seed everything, build ``kind`` from ``preset`` (or ``config``), and wrap it in a :class:`Trainer`.
 
-    Without ``dataset`` the default data (:func:`toonlab.data.load_datasets`: the built-in synthetic
-    portraits) at the preset's image size are used, with their test split as the fixed sample batch.
+    One seed makes a run: ``seed`` draws the initial weights (it becomes ``config.seed``), the data
+    order, the built-in data and the random styles; a ``config`` whose own ``seed`` differs is refused
+    rather than silently giving weights of one seed and data of another. Without ``dataset`` the
+    default data (:func:`toonlab.data.load_datasets`: the built-in synthetic portraits) at the
+    preset's image size are used, with their test split as the fixed sample batch.
     """
+    if config is None:
+        config = build_config(kind, preset, seed=seed)
+    elif getattr(config, "seed", seed) != seed:
+        raise ValueError(f"config.seed is {config.seed} but the run's seed is {seed}: one seed draws the weights, the "
+                         f"data order and the styles; build the config with seed={seed}, or pass seed={config.seed}")
     seed_everything(seed)
-    model = build_model(kind, preset, config=config)
+    model = build_model(kind, config=config)
     if dataset is None:
         dataset, default_test = load_datasets(size=int(model.config.image_size), seed=seed)
         test_dataset = test_dataset or default_test
