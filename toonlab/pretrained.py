@@ -112,7 +112,8 @@ def read_pretrained(path: str | Path, kind: str | None = None) -> dict[str, Any]
     if kind is not None and state.get("kind") != kind:
         raise PretrainedUnavailable(f"{path} holds a {state.get('kind')} model, not {kind}; {remake}")
     state["model"] = {k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()}
-    state.setdefault("step", int(manifest.get("recipe", {}).get("steps", 0)))
+    # the step of the weights kept (the run may have gone on longer)
+    state.setdefault("step", int(manifest.get("kept_step", manifest.get("recipe", {}).get("steps", 0))))
     return state
 
 
