@@ -77,7 +77,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = resolve_checkpoint_path(path)
     state = read_state_file(path)
     if isinstance(state, dict) and state.get("format") == pretrained.PRETRAINED_FORMAT:
-        return _pretrained_state(lambda: pretrained.read_pretrained(path))
+        return _pretrained_state(lambda: pretrained.read_pretrained(path, state=state))
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(
             f"{path} is not a toonlab training checkpoint (no '{CHECKPOINT_FORMAT}' marker). "

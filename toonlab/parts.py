@@ -19,7 +19,6 @@ use VGG19.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Callable
@@ -126,9 +125,10 @@ class PartsFeatures(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         full, half, parts = self.net._encode(x)
-        blocks = {"full": F.pixel_unshuffle(full, 4), "half": F.pixel_unshuffle(half, 2), "parts": parts,
-                  "colour": F.adaptive_avg_pool2d(x, parts.shape[-2:]).to(parts.dtype)}
-        return torch.cat([blocks[name] * weight for name, weight in self.weights.items()], 1)
+        blocks = {"full": lambda: F.pixel_unshuffle(full, 4), "half": lambda: F.pixel_unshuffle(half, 2),
+                  "parts": lambda: parts, "colour": lambda: F.adaptive_avg_pool2d(x, parts.shape[-2:]).to(parts.dtype)}
+        # only the blocks asked for (MUNIT's perceptual loss takes the bottleneck alone)
+        return torch.cat([blocks[name]() * weight for name, weight in self.weights.items()], 1)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -138,15 +138,16 @@ def weights_path(name: str = WEIGHTS_NAME) -> Path:
     return WEIGHTS_DIR / f"{name}.pt"
 
 
+#: what a missing or damaged weight file's error tells the user to do
+REMAKE = "make it again with: python data_scripts/train_parts_net.py"
+
+
 def read_manifest(path: str | Path | None = None) -> dict:
     """The JSON written beside a weight file: recipe, sha256, test scores, machine."""
-    target = Path(path) if path is not None else weights_path()
-    manifest = target.with_suffix(".json")
-    if not manifest.is_file():
-        raise PartsWeightsUnavailable(
-            f"no manifest {manifest} beside {target}; make both with: python data_scripts/train_parts_net.py"
-        )
-    return json.loads(manifest.read_text())
+    from toonlab.pretrained import read_manifest as read_beside
+
+    return read_beside(Path(path) if path is not None else weights_path(), PartsWeightsUnavailable,
+                       "make both with: python data_scripts/train_parts_net.py")
 
 
 def load_parts_net(path: str | Path | None = None, device: str | torch.device = "cpu") -> PartsNet:
@@ -155,28 +156,21 @@ def load_parts_net(path: str | Path | None = None, device: str | torch.device = 
     Loaded with ``weights_only=True``; a missing, damaged or foreign file raises
     :class:`PartsWeightsUnavailable` saying how to make it again.
     """
-    from toonlab.data.download import sha256_of  # (not at import: it pulls in the folder reader and torchvision)
+    from toonlab.pretrained import as_float32, check_against_manifest
 
     target = Path(path).expanduser() if path is not None else weights_path()
-    remake = "make it again with: python data_scripts/train_parts_net.py"
     if not target.is_file():
-        raise PartsWeightsUnavailable(f"part-segmentation weights {target} do not exist; {remake}")
-    manifest = read_manifest(target)
-    digest = sha256_of(target)
-    if manifest.get("sha256") != digest:
-        raise PartsWeightsUnavailable(
-            f"{target} has sha256 {digest[:12]}..., its manifest says {str(manifest.get('sha256'))[:12]}...: "
-            f"the file is damaged or was replaced; {remake}"
-        )
+        raise PartsWeightsUnavailable(f"part-segmentation weights {target} do not exist; {REMAKE}")
+    manifest = check_against_manifest(target, PartsWeightsUnavailable, REMAKE)
     try:
         state = torch.load(target, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise PartsWeightsUnavailable(f"could not read {target} ({err}); {remake}") from err
+        raise PartsWeightsUnavailable(f"could not read {target} ({err}); {REMAKE}") from err
     net = PartsNet(int(manifest.get("recipe", {}).get("width", RECIPE["width"])))
     try:
-        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+        net.load_state_dict(as_float32(state))
     except (RuntimeError, AttributeError) as err:
-        raise PartsWeightsUnavailable(f"{target} does not hold PartsNet weights ({err}); {remake}") from err
+        raise PartsWeightsUnavailable(f"{target} does not hold PartsNet weights ({err}); {REMAKE}") from err
     return net.eval().to(device)
 
 
@@ -187,16 +181,9 @@ def load_parts_features(path: str | Path | None = None, blocks: tuple[str, ...] 
 
 def save_parts_net(net: PartsNet, path: str | Path, record: dict) -> Path:
     """Write ``net`` as float16 (BatchNorm counters as they are) atomically, and its manifest beside it."""
-    from toonlab.checkpoint import atomic_save, atomic_write_text
-    from toonlab.data.download import sha256_of
+    from toonlab.pretrained import as_float16, save_with_manifest
 
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()}
-    atomic_save(state, target)
-    manifest = dict(record, file=target.name, sha256=sha256_of(target), bytes=target.stat().st_size)
-    atomic_write_text(json.dumps(manifest, indent=2) + "\n", target.with_suffix(".json"))
-    return target
+    return save_with_manifest(as_float16(net.state_dict()), path, record)
 
 
 # --------------------------------------------------------------------------------------------------
