@@ -527,6 +527,65 @@ def test_prepare_dataset_over_http_with_cyclegan_style_zip(server, tmp_path, mon
     assert not (tmp_path / "downloads" / "mini2toon.zip").exists()
 
 
+def cartoonset_like_tgz(folder: Path, n: int = 12, name: str = "cartoonset10k.tgz") -> Path:
+    """A CartoonSet-shaped archive: ``cartoonset10k/csK.png`` with ``csK.csv`` attribute files."""
+    path = folder / name
+    with tarfile.open(path, "w:gz") as tf:
+        for k in range(n):
+            for member, data in ((f"cartoonset10k/cs{k}.png", png_bytes(k)),
+                                 (f"cartoonset10k/cs{k}.csv", f'"hair", {k}, 111\n"face_color", 3, 11\n'.encode())):
+                info = tarfile.TarInfo(member)
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_cartoonset_is_laid_out_as_cartoons_with_a_fixed_split_and_its_attributes(server, tmp_path, monkeypatch):
+    archive = cartoonset_like_tgz(server.folder)
+    sources = [{"kind": "url", "url": f"{server.base}/gone.tgz"}, {"kind": "url", "url": f"{server.base}/{archive.name}"}]
+    monkeypatch.setitem(DATASETS, "cartoonset10k", dataclasses.replace(DATASETS["cartoonset10k"], sources=sources))
+    with pytest.warns(UnverifiedDownloadWarning):
+        target = prepare_dataset("cartoonset10k", root=tmp_path, quiet=True)  # the first source fails, the second serves
+    names = sorted(f"cs{k}.png" for k in range(12))
+    assert sorted(p.name for p in (target / "testB").glob("*.png")) == sorted([names[0], names[10]])
+    assert len(list((target / "trainB").glob("*.png"))) == 10 and not (target / "trainA").exists()
+    assert (target / "testB" / "cs0.png").read_bytes() == png_bytes(0)
+    assert download.read_cartoonset_attributes(target / "trainB" / "cs5.csv") == {"hair": (5, 111), "face_color": (3, 11)}
+    marker = (target / COMPLETE_MARKER).read_text()
+    assert '"trainB": 10' in marker and "every 10th" in marker
+    assert prepare_dataset("cartoonset10k", root=tmp_path, quiet=True) == target  # complete: no second download
+    assert [r[0] for r in server.requests].count(f"/{archive.name}") == 1
+
+
+def test_a_cartoonset_archive_without_images_is_refused_and_leaves_nothing(server, tmp_path, monkeypatch):
+    path = server.folder / "empty.tgz"
+    with tarfile.open(path, "w:gz") as tf:
+        info = tarfile.TarInfo("cartoonset10k/readme.txt")
+        info.size = 2
+        tf.addfile(info, io.BytesIO(b"hi"))
+    asset = dataclasses.replace(DATASETS["cartoonset10k"], sources=[{"kind": "url", "url": f"{server.base}/empty.tgz"}])
+    monkeypatch.setitem(DATASETS, "cartoonset10k", asset)
+    with pytest.warns(UnverifiedDownloadWarning), pytest.raises(download.DownloadError, match="not a CartoonSet archive"):
+        prepare_dataset("cartoonset10k", root=tmp_path / "datasets", quiet=True)
+    assert sorted(p.name for p in (tmp_path / "datasets").iterdir()) == ["downloads"]  # the archive stays, no half-built folder
+
+
+def test_cartoonset_entries_name_their_licence_and_sources():
+    for name in ("cartoonset10k", "cartoonset100k"):
+        asset = DATASETS[name]
+        assert asset.layout == "cartoons" and "CC BY 4.0" in asset.description
+        assert [s["url"] for s in asset.sources][0] == f"https://storage.googleapis.com/cartoonset_public_files/{name}.tgz"
+    with pytest.raises(ValueError, match="layout must be one of"):
+        dataclasses.replace(DATASETS["cartoonset10k"], layout="paired")
+    with pytest.raises(ValueError, match="expected lines"):
+        bad = Path(__file__).parent / "__bad_cartoonset.csv"
+        try:
+            bad.write_text('"hair", 1\n')
+            download.read_cartoonset_attributes(bad)
+        finally:
+            bad.unlink()
+
+
 def test_unknown_names_suggest_close_matches(tmp_path):
     with pytest.raises(ValueError, match="horse2zebra"):
         prepare_dataset("horse2zebr", root=tmp_path)

@@ -9,10 +9,11 @@ from toonlab.train import Trainer, make_trainer
 
 
 @pytest.mark.parametrize("kind,steps,stop,legacy", [("cyclegan", 6, 3, False), ("munit", 4, 2, False),
-                                                    ("cartoongan", 6, 3, False), ("munit", 4, 2, True)])
+                                                    ("cartoongan", 6, 3, False), ("munit", 4, 2, True),
+                                                    ("xgan", 4, 2, False)])
 def test_resume_equals_uninterrupted(kind, steps, stop, legacy, tmp_path):
-    # crosses the init/adversarial (CartoonGAN) and warm-up/adversarial (MUNIT) boundaries
-    overrides = {"init_steps": 2} if kind == "cartoongan" else {"warmup_steps": 1} if kind == "munit" else {}
+    # crosses the init/adversarial (CartoonGAN) and warm-up/adversarial (MUNIT, XGAN) boundaries
+    overrides = {"init_steps": 2} if kind == "cartoongan" else {"warmup_steps": 1} if kind in ("munit", "xgan") else {}
     from toonlab.models import build_config
 
     def trainer(run_dir=None):

@@ -1,4 +1,4 @@
-"""Slider panels that drive :class:`toonlab.train.Trainer` (notebooks 01-03, "Interactive lab").
+"""Slider panels that drive :class:`toonlab.train.Trainer` (notebooks 01-04, "Interactive lab").
 
 :class:`TrainPanel` shows a log-scale learning-rate slider, one slider per loss weight, a
 "train N steps" button, live samples of the fixed test photos and the loss curves. Slider values are
@@ -57,6 +57,12 @@ CONTROLS: dict[str, list[Control]] = {
         Control("style recon", ("recon_s_w",), 0.0, 5.0, 0.1),
         Control("content recon", ("recon_c_w",), 0.0, 5.0, 0.1),
         Control("cycle recon", ("recon_x_cyc_w",), 0.0, 20.0, 0.5),
+    ],
+    "xgan": [
+        Control("reconstruction", ("rec_w",), 0.0, 20.0, 0.5),
+        Control("domain-adversarial", ("dann_w",), 0.0, 2.0, 0.05),
+        Control("semantic", ("sem_w",), 0.0, 5.0, 0.1),
+        Control("GAN", ("gan_w",), 0.0, 5.0, 0.1),
     ],
 }
 LR_CONTROL = Control("learning rate", ("lr",), -6.0, -2.0, 0.1, log=True)

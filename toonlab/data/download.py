@@ -40,8 +40,12 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from toonlab.config import data_root
-from toonlab.data.folders import normalize_layout, validate_layout
+from toonlab.data.folders import DatasetLayoutError, list_images, normalize_layout, validate_layout
 
+#: dataset layouts :func:`prepare_dataset` knows (see :attr:`Asset.layout`)
+LAYOUTS = ("unpaired", "cartoons")
+#: CartoonSet's fixed split: every ``CARTOONSET_TEST_EVERY``-th image in name order is a test image
+CARTOONSET_TEST_EVERY = 10
 #: Marker file written into a folder once its extraction or preparation finished.
 COMPLETE_MARKER = ".complete"
 #: Browser page of a Google Drive file (the manual fallback).
@@ -94,8 +98,13 @@ class Asset:
     archive: bool = True
     unverified: bool = False
     description: str = ""
+    #: how :func:`prepare_dataset` lays the extracted files out: ``"unpaired"`` (trainA/trainB/testA/testB
+    #: somewhere inside) or ``"cartoons"`` (one folder of ``csN.png`` + ``csN.csv``: CartoonSet, domain B only)
+    layout: str = "unpaired"
 
     def __post_init__(self):
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"asset {self.name!r}: layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
         if self.sha256 is not None:
             self.sha256 = self.sha256.lower()
             if not re.fullmatch(r"[0-9a-f]{64}", self.sha256):
@@ -594,6 +603,69 @@ DATASETS["selfie2anime"] = Asset(
     description="U-GAT-IT selfie2anime: 3,400 train + 100 test faces per domain (selfies -> anime faces)",
 )
 
+CARTOONSET_URLS = ("https://storage.googleapis.com/cartoonset_public_files/{name}.tgz",
+                   "https://storage.cloud.google.com/cartoonset_public_files/{name}.tgz")
+#: CartoonSet (Royer et al. 2017, the XGAN paper's data; CC BY 4.0, google.github.io/cartoonset): 2-D
+#: avatars of 16 attributes, each ``csN.png`` (500 x 500) with ``csN.csv`` lines ``"attr", variant, n_variants``.
+def _cartoonset(name: str, count: str, size: str) -> Asset:
+    return Asset(
+        name=name,
+        filename=f"{name}.tgz",
+        sha256=None,  # unknown: fill in from the first download (see the note above)
+        sources=[{"kind": "url", "url": url.format(name=name)} for url in CARTOONSET_URLS],
+        unverified=True,
+        layout="cartoons",
+        description=(f"CartoonSet {count} avatars ({size}; CC BY 4.0, credit Google's CartoonSet): cartoons only, "
+                     f"laid out as trainB/testB (every {CARTOONSET_TEST_EVERY}th in name order is a test image) "
+                     "with each attribute CSV beside its PNG; add your photos as trainA/testA"),
+    )
+
+
+DATASETS["cartoonset10k"] = _cartoonset("cartoonset10k", "10,000", "about 450 MB")
+DATASETS["cartoonset100k"] = _cartoonset("cartoonset100k", "100,000", "about 4.45 GB")
+
+
+def layout_cartoons(source: str | Path, dest: str | Path, test_every: int = CARTOONSET_TEST_EVERY) -> dict[str, int]:
+    """Lay CartoonSet's extracted ``csN.png`` (+ ``csN.csv``) out as ``dest/{trainB,testB}``; return the counts.
+
+    The split is fixed and documented: in name order, every ``test_every``-th image (the 1st, the 11th,
+    ...) goes to ``testB``, the rest to ``trainB``. Each attribute CSV moves with its image. Raises a
+    :class:`DownloadError` naming the folder when it holds no PNG.
+    """
+    source, dest = Path(source), Path(dest)
+    images = sorted((p for p in source.rglob("*.png") if not any(part.startswith(".") for part in p.parts[len(source.parts):])),
+                    key=lambda p: p.name)
+    if not images:
+        raise DownloadError(f"{source} holds no PNG images: this is not a CartoonSet archive")
+    counts = {"trainB": 0, "testB": 0}
+    for index, image in enumerate(images):
+        folder = dest / ("testB" if index % test_every == 0 else "trainB")
+        folder.mkdir(parents=True, exist_ok=True)
+        if (folder / image.name).exists():
+            raise DownloadError(f"two images are named {image.name} in {source}; CartoonSet names each once")
+        shutil.move(str(image), str(folder / image.name))
+        attributes = image.with_suffix(".csv")
+        if attributes.is_file():
+            shutil.move(str(attributes), str(folder / attributes.name))
+        counts[folder.name] += 1
+    return counts
+
+
+def read_cartoonset_attributes(path: str | Path) -> dict[str, tuple[int, int]]:
+    """One CartoonSet ``csN.csv``: attribute name -> ``(variant, number of variants)``, e.g. ``{"hair": (57, 111)}``."""
+    import csv
+
+    attributes = {}
+    with open(path, newline="") as handle:
+        for row in csv.reader(handle, skipinitialspace=True):
+            if not row:
+                continue
+            if len(row) != 3:
+                raise ValueError(f"{path}: expected lines '\"attribute\", variant, n_variants', got {row!r}")
+            attributes[row[0]] = (int(row[1]), int(row[2]))
+    return attributes
+
+
 def _unverified_files(kind: str, names, filename: str, url: str, description: str) -> dict[str, Asset]:
     """Registry entries ``"<kind>/<name>"`` for single weight files whose sha256 is not known yet."""
     return {
@@ -640,12 +712,23 @@ def default_dataset_root() -> Path:
     return data_root() / "datasets"
 
 
+def _validate(asset: Asset, folder: Path) -> None:
+    """Raise a ValueError when ``folder`` does not hold ``asset``'s layout (both domains, or CartoonSet's trainB/testB)."""
+    if asset.layout != "cartoons":
+        validate_layout(folder)
+        return
+    for split in ("trainB", "testB"):
+        if not (folder / split).is_dir() or not list_images(folder / split):
+            raise DatasetLayoutError(f"{folder / split} is missing or holds no images")
+
+
 def prepare_dataset(name: str, root: str | Path | None = None, quiet: bool = False, keep_archive: bool = True,
                     max_bytes: int | None = MAX_EXTRACTED_BYTES) -> Path:
     """Download, verify, extract and lay out dataset ``name``; return ``root/name``.
 
     The result is ``root/name/{trainA,trainB,testA,testB}`` (wherever the archive nests them,
     e.g. ``dataset/selfie2anime/trainA``) with a ``.complete`` marker; a second call returns at once.
+    CartoonSet (``layout="cartoons"``) becomes ``root/name/{trainB,testB}`` (:func:`layout_cartoons`).
     The archive stays in ``root/downloads`` unless ``keep_archive`` is False. ``max_bytes`` caps the
     extracted size (see :func:`extract`).
     """
@@ -653,11 +736,11 @@ def prepare_dataset(name: str, root: str | Path | None = None, quiet: bool = Fal
     root = default_dataset_root() if root is None else Path(root).expanduser()
     target = root / name
     if (target / COMPLETE_MARKER).is_file():
-        validate_layout(target)
+        _validate(asset, target)
         return target
     if target.exists():
         try:
-            validate_layout(target)
+            _validate(asset, target)
         except ValueError as err:
             raise DownloadError(
                 f"{target} exists but is not a complete dataset; delete it and run again.\n{err}"
@@ -671,9 +754,14 @@ def prepare_dataset(name: str, root: str | Path | None = None, quiet: bool = Fal
         shutil.rmtree(leftover, ignore_errors=True)
     try:
         extract(archive, extracted, max_bytes=max_bytes)
-        normalize_layout(extracted, building)
-        validate_layout(building)
-        (building / COMPLETE_MARKER).write_text(json.dumps({"dataset": name, "archive": archive.name}) + "\n")
+        marker = {"dataset": name, "archive": archive.name}
+        if asset.layout == "cartoons":
+            marker["split"] = f"every {CARTOONSET_TEST_EVERY}th image in name order is in testB"
+            marker["counts"] = layout_cartoons(extracted, building)
+        else:
+            normalize_layout(extracted, building)
+            validate_layout(building)
+        (building / COMPLETE_MARKER).write_text(json.dumps(marker) + "\n")
         os.replace(building, target)
     finally:
         shutil.rmtree(extracted, ignore_errors=True)

@@ -1,5 +1,5 @@
 """One module per model: :mod:`~toonlab.models.cyclegan`, :mod:`~toonlab.models.cartoongan`,
-:mod:`~toonlab.models.munit` (and the inference-only :mod:`~toonlab.models.animegan2`).
+:mod:`~toonlab.models.munit`, :mod:`~toonlab.models.xgan` (and the inference-only :mod:`~toonlab.models.animegan2`).
 
 Each trainable model module defines ``Config`` (a dataclass with a ``preset(name, **overrides)``
 classmethod) and ``Model`` (a :class:`~toonlab.models.base.TranslationModel`). :func:`build_model`
@@ -11,11 +11,11 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-MODEL_KINDS = ("cyclegan", "cartoongan", "munit")
+MODEL_KINDS = ("cyclegan", "cartoongan", "munit", "xgan")
 
 
 def model_module(kind: str):
-    """The module implementing ``kind`` (``cyclegan``, ``cartoongan`` or ``munit``)."""
+    """The module implementing ``kind`` (``cyclegan``, ``cartoongan``, ``munit`` or ``xgan``)."""
     if kind not in MODEL_KINDS:
         raise ValueError(f"unknown model {kind!r}; choose one of {', '.join(MODEL_KINDS)}")
     return importlib.import_module(f"toonlab.models.{kind}")
