@@ -10,6 +10,7 @@ from torch import nn
 
 from toonlab.models import build_model, xgan
 from toonlab.models.base import Precision
+from toonlab.nn import count_parameters
 
 
 @pytest.fixture
@@ -39,6 +40,10 @@ def test_paper_layout_at_64_px():
     assert model.classifier(z).shape == (4,)
     assert model.dis_b(x).shape == (4, 1)
     assert model.dis_a is None  # the paper's GAN is on cartoons only
+    counts = {name: count_parameters(getattr(model, name)) for name in
+              ("enc_a", "enc_shared", "dec_shared", "dec_a", "classifier", "dis_b")}
+    assert counts == {"enc_a": 34_592, "enc_shared": 5_903_488, "dec_shared": 10_488_064, "dec_a": 659_011,
+                      "classifier": 278_913, "dis_b": 42_545}  # docs/reference.md §4.1
 
 
 def test_shared_layers_are_one_set_of_parameters_used_by_both_domains(model):
@@ -207,10 +212,15 @@ def test_warmup_trains_reconstruction_only_at_its_own_rate():
 
 def test_options_add_their_terms():
     model = build_model("xgan", "fast", gan_photos=True, colour_w=2.0, teacher="parts", teacher_w=0.5,
-                        rec_loss="l1", norm="instance", upsample="resize")
+                        rec_loss="l1", norm="instance", upsample="resize", flat_w=3.0)
     assert model.dis_a is not None and model.teacher_head is not None
+    with torch.no_grad():
+        terms = model.generator_losses(_images(seed=1), _images(seed=2))
+    weighted = {"rec": 1.0, "dann": 1.0, "sem": 1.0, "gan": 1.0, "teacher": 0.5, "colour": 2.0, "flat": 3.0}
+    expected = sum(weighted[name.split("_")[0]] * value for name, value in terms.items() if name != "G_total")
+    assert torch.isclose(terms["G_total"], expected)
     out = model.train_step({"A": _images(seed=1), "B": _images(seed=2)}, Precision(), 0)
-    assert {"gan_a", "teacher", "colour_a", "colour_b"} <= set(out)
+    assert {"gan_a", "teacher", "colour_a", "colour_b", "flat_b"} <= set(out)
     assert not any(k.startswith("frozen") for k in model.state_dict())  # the teacher is not saved
     assert any(k.startswith("teacher_head.") for k in model.state_dict())  # its head is
 

@@ -515,7 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export_synthetic)
 
     p = sub.add_parser("train", help="train a model on synthetic portraits or an image folder",
-                       description="Train CycleGAN, CartoonGAN or MUNIT. Writes RUN_DIR/checkpoints/latest.pt, "
+                       description="Train CycleGAN, CartoonGAN, MUNIT or XGAN. Writes RUN_DIR/checkpoints/latest.pt, "
                                    "config.json, history.json, losses.png and result.png (test photos and their cartoons).")
     p.add_argument("model", choices=MODEL_KINDS)
     p.add_argument("--preset", choices=PRESETS, default=None,

@@ -83,7 +83,7 @@ def eval_forward(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 class TranslationModel(nn.Module):
-    """Base class of CycleGAN, CartoonGAN and MUNIT in toonlab.
+    """Base class of CycleGAN, CartoonGAN, MUNIT and XGAN in toonlab.
 
     Subclasses set :attr:`kind`, build their networks and ``self.optimizers`` (a dict name ->
     optimiser) in ``__init__`` from a dataclass ``config``, and implement :meth:`train_step` and

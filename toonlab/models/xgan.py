@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from toonlab.config import check_at_least
-from toonlab.losses import GAN_MODES, GANLoss, colour_anchor_loss
+from toonlab.losses import GAN_MODES, GANLoss, colour_anchor_loss, flatness_loss
 from toonlab.models.base import Precision, TranslationModel
 from toonlab.nn import FrozenNets, init_weights, make_activation, make_norm, set_requires_grad
 
@@ -343,6 +343,9 @@ class Config:
     #: toonlab deviation (off in ``paper``): weight of the colour anchor on both translations
     #: (:func:`toonlab.losses.colour_anchor_loss`): the cartoon keeps the person's colours
     colour_w: float = 0.0
+    #: toonlab deviation (off in ``paper``): weight of the flatness prior on translated cartoons
+    #: (:func:`toonlab.losses.flatness_loss`): small colour steps (speckle, texture) cost, outlines do not
+    flat_w: float = 0.0
     #: toonlab deviation (off in ``paper``): the first ``warmup_steps`` iterations train encoders and
     #: decoders alone to reproduce each image in both domains' decoders (as MUNIT's cpu warm-up), so the
     #: adversarial phase starts from faces
@@ -373,7 +376,7 @@ class Config:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose one of {', '.join(allowed)}")
         check_at_least(self, 1, ("image_size", "width", "embedding_dim", "dis_dim", "dis_n_layers"))
         check_at_least(self, 0, ("max_iter", "rec_w", "dann_w", "sem_w", "gan_w", "teacher_w", "lr", "colour_w",
-                                 "warmup_steps"))
+                                 "flat_w", "warmup_steps"))
         smallest = BOTTOM * 2**DOMAIN_UPSAMPLINGS
         if self.image_size < smallest or self.image_size & (self.image_size - 1):
             raise ValueError(f"image_size must be a power of two and at least {smallest} (the encoder halves it down "
@@ -416,7 +419,7 @@ class Model(TranslationModel):
 
     kind: ClassVar[str] = "xgan"
     generator_names: ClassVar[tuple[str, ...]] = ("enc_a", "enc_b", "enc_shared", "dec_shared", "dec_a", "dec_b")
-    hparam_names: ClassVar[tuple[str, ...]] = ("lr", "rec_w", "dann_w", "sem_w", "gan_w", "teacher_w", "colour_w")
+    hparam_names: ClassVar[tuple[str, ...]] = ("lr", "rec_w", "dann_w", "sem_w", "gan_w", "teacher_w", "colour_w", "flat_w")
 
     def __init__(self, config: Config, teacher_net: nn.Module | None = None):
         if not isinstance(config, Config):
@@ -514,6 +517,8 @@ class Model(TranslationModel):
                          "each image in both decoders (not in the paper)")
         if c.colour_w > 0:
             lines.append(f"colour anchor weight {c.colour_w}: translations keep the person's colours (not in the paper)")
+        if c.flat_w > 0:
+            lines.append(f"flatness prior weight {c.flat_w}: translated cartoons are pushed to flat colour (not in the paper)")
         return lines
 
     # -- schedule -----------------------------------------------------------------------------------
@@ -541,7 +546,7 @@ class Model(TranslationModel):
         ``rec_a``/``rec_b`` (eq. 1), ``dann`` (eq. 2, through the gradient reversal, so the
         classifier and the encoders learn from it in opposite directions), ``sem_a``/``sem_b``
         (eq. 3), ``gan_b`` (eq. 4; ``gan_a`` with ``gan_photos``), ``teacher`` (eq. 5, with a teacher)
-        and toonlab's ``colour_a``/``colour_b`` when ``colour_w > 0``.
+        and toonlab's ``colour_a``/``colour_b`` when ``colour_w > 0`` and ``flat_b`` when ``flat_w > 0``.
         """
         c = self.config
         z_a, z_b = self.encode(x_a, "A"), self.encode(x_b, "B")
@@ -567,6 +572,9 @@ class Model(TranslationModel):
             terms["colour_a"] = colour_anchor_loss(x_ab, x_a)
             terms["colour_b"] = colour_anchor_loss(x_ba, x_b)
             total = total + c.colour_w * (terms["colour_a"] + terms["colour_b"])
+        if c.flat_w > 0:
+            terms["flat_b"] = flatness_loss(x_ab)
+            total = total + c.flat_w * terms["flat_b"]
         terms["G_total"] = total
         return terms
 
