@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import Any, Callable, ClassVar
 
 import torch
 from torch import nn
@@ -82,6 +83,12 @@ def eval_forward(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
         net.train(was_training)
 
 
+def loss_floats(values: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    """Loss tensors -> Python floats with one device sync (what :meth:`TranslationModel.train_step` returns)."""
+    numbers = torch.stack([v.detach().float() for v in values.values()]).cpu().tolist()
+    return dict(zip(values, numbers))
+
+
 class TranslationModel(nn.Module):
     """Base class of CycleGAN, CartoonGAN, MUNIT and XGAN in toonlab.
 
@@ -115,6 +122,19 @@ class TranslationModel(nn.Module):
         Returns the loss terms as Python floats (they go into the history and the progress bar).
         """
         raise NotImplementedError
+
+    def optimizer_step(self, optimizer: str, losses_of: Callable[..., dict[str, torch.Tensor]], total: str,
+                       precision: Precision, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Zero ``optimizers[optimizer]``, compute ``losses_of(*inputs)`` under autocast, step on its ``total`` term.
+
+        The update every model's :meth:`train_step` is made of (MUNIT's and XGAN's discriminator,
+        generator and warm-up updates); returns all the terms, still tensors.
+        """
+        self.optimizers[optimizer].zero_grad(set_to_none=True)
+        with precision.autocast():
+            losses = losses_of(*inputs)
+        precision.step(losses[total], self.optimizers[optimizer])
+        return losses
 
     def lr_factor(self, step: int, steps_per_epoch: int) -> float:
         """Multiplier of the base learning rate at ``step`` (0-based). Default: constant."""

@@ -33,7 +33,7 @@ from torch import nn
 from toonlab.config import check_at_least
 from toonlab.hub import describe_keys, drop_stale_norm_buffers, strip_wrapper_prefixes
 from toonlab.losses import GAN_MODES, GANLoss, VGGFeatures, colour_anchor_loss, load_vgg_trunk
-from toonlab.models.base import Precision, TranslationModel
+from toonlab.models.base import Precision, TranslationModel, loss_floats
 from toonlab.nn import (
     PADDINGS,
     AdaptiveInstanceNorm2d,
@@ -907,16 +907,7 @@ class Model(StyleTranslation, TranslationModel):
     def dis_update(self, x_a: torch.Tensor, x_b: torch.Tensor, s_a: torch.Tensor, s_b: torch.Tensor,
                    precision: Precision) -> dict[str, torch.Tensor]:
         """One step of ``optimizers["D"]`` on :meth:`discriminator_losses`."""
-        return self._update("D", self.discriminator_losses, "D_total", precision, x_a, x_b, s_a, s_b)
-
-    def _update(self, optimizer: str, losses_of, total: str, precision: Precision,
-                *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Zero ``optimizers[optimizer]``, compute ``losses_of(*inputs)`` under autocast, step on ``total``."""
-        self.optimizers[optimizer].zero_grad(set_to_none=True)
-        with precision.autocast():
-            losses = losses_of(*inputs)
-        precision.step(losses[total], self.optimizers[optimizer])
-        return losses
+        return self.optimizer_step("D", self.discriminator_losses, "D_total", precision, x_a, x_b, s_a, s_b)
 
     def gen_update(self, x_a: torch.Tensor, x_b: torch.Tensor, s_a: torch.Tensor, s_b: torch.Tensor,
                    precision: Precision) -> dict[str, torch.Tensor]:
@@ -924,7 +915,7 @@ class Model(StyleTranslation, TranslationModel):
         discriminators = [self.dis_a, self.dis_b]
         set_requires_grad(discriminators, False)
         try:
-            return self._update("G", self.generator_losses, "G_total", precision, x_a, x_b, s_a, s_b)
+            return self.optimizer_step("G", self.generator_losses, "G_total", precision, x_a, x_b, s_a, s_b)
         finally:
             set_requires_grad(discriminators, True)
 
@@ -954,7 +945,7 @@ class Model(StyleTranslation, TranslationModel):
     def warmup_update(self, x_a: torch.Tensor, x_b: torch.Tensor, s_a: torch.Tensor, s_b: torch.Tensor,
                       precision: Precision) -> dict[str, torch.Tensor]:
         """One step of ``optimizers["G"]`` on :meth:`warmup_losses` (the discriminators rest)."""
-        return self._update("G", self.warmup_losses, "G_total", precision, x_a, x_b, s_a, s_b)
+        return self.optimizer_step("G", self.warmup_losses, "G_total", precision, x_a, x_b, s_a, s_b)
 
     def train_step(self, batch: dict[str, torch.Tensor], precision: Precision, step: int) -> dict[str, float]:
         """One official iteration on ``{"A": photos, "B": cartoons}``: :meth:`dis_update`, then :meth:`gen_update`.
@@ -970,10 +961,10 @@ class Model(StyleTranslation, TranslationModel):
         x_a, x_b = batch["A"], batch["B"]
         styles = self.training_styles(x_a.size(0), x_b.size(0), step)
         if step < self.config.warmup_steps:
-            return _as_floats(self.warmup_update(x_a, x_b, styles["gen_a"], styles["gen_b"], precision))
+            return loss_floats(self.warmup_update(x_a, x_b, styles["gen_a"], styles["gen_b"], precision))
         dis = self.dis_update(x_a, x_b, styles["dis_a"], styles["dis_b"], precision)
         gen = self.gen_update(x_a, x_b, styles["gen_a"], styles["gen_b"], precision)
-        return _as_floats({"D_total": dis["D_total"], **{k: v for k, v in gen.items() if k != "G_total"},
+        return loss_floats({"D_total": dis["D_total"], **{k: v for k, v in gen.items() if k != "G_total"},
                            "G_total": gen["G_total"]})
 
     def forward(self, x: torch.Tensor, direction: str = "AtoB") -> torch.Tensor:
@@ -983,12 +974,6 @@ class Model(StyleTranslation, TranslationModel):
 
 # --- official checkpoints ------------------------------------------------------------------------
 
-
-
-def _as_floats(values: Mapping[str, torch.Tensor]) -> dict[str, float]:
-    """Loss tensors -> Python floats with one device sync (the history's entries)."""
-    numbers = torch.stack([v.detach().float() for v in values.values()]).cpu().tolist()
-    return dict(zip(values, numbers))
 
 
 def _indices(state: Mapping[str, torch.Tensor], pattern: str) -> list[int]:

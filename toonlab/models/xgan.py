@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -41,7 +40,7 @@ from torch import nn
 
 from toonlab.config import check_at_least
 from toonlab.losses import GAN_MODES, GANLoss, colour_anchor_loss, flatness_loss
-from toonlab.models.base import Precision, TranslationModel
+from toonlab.models.base import Precision, TranslationModel, loss_floats
 from toonlab.nn import FrozenNets, init_weights, make_activation, make_norm, set_requires_grad
 
 DIRECTIONS = ("AtoB", "BtoA")
@@ -335,6 +334,10 @@ class Config:
     gan_w: float = 1.0
     teacher: str = "none"
     teacher_w: float = 0.0
+    #: toonlab deviation (off in ``paper``): the teacher also reads the cartoons (``teacher_b``). The paper's
+    #: FaceNet knows photos only; the part segmenter was trained on photos and cartoons with the same labels,
+    #: so both domains' embeddings are pulled to one domain-free target, which aligns the shared space
+    teacher_both: bool = False
     lr: float = 1e-4
     beta1: float = 0.5
     beta2: float = 0.999
@@ -352,6 +355,8 @@ class Config:
     warmup_steps: int = 0
     #: the warm-up's learning rate (``None``: ``lr``)
     warmup_lr: float | None = None
+    #: weight of the warm-up's cross-domain terms ``warmup_ab``/``warmup_ba`` (0: plain auto-encoding)
+    warmup_cross_w: float = 1.0
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {},
@@ -376,7 +381,7 @@ class Config:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose one of {', '.join(allowed)}")
         check_at_least(self, 1, ("image_size", "width", "embedding_dim", "dis_dim", "dis_n_layers"))
         check_at_least(self, 0, ("max_iter", "rec_w", "dann_w", "sem_w", "gan_w", "teacher_w", "lr", "colour_w",
-                                 "flat_w", "warmup_steps"))
+                                 "flat_w", "warmup_steps", "warmup_cross_w"))
         smallest = BOTTOM * 2**DOMAIN_UPSAMPLINGS
         if self.image_size < smallest or self.image_size & (self.image_size - 1):
             raise ValueError(f"image_size must be a power of two and at least {smallest} (the encoder halves it down "
@@ -565,9 +570,8 @@ class Model(TranslationModel):
             terms["gan_a"] = self.criterion_gan(self.dis_a(x_ba), True)
             total = total + c.gan_w * terms["gan_a"]
         if self.teacher_head is not None and c.teacher_w > 0:
-            teacher = self.frozen.get("teacher", x_a.device)
-            terms["teacher"] = teacher_loss(z_a, teacher_vector(teacher, x_a), self.teacher_head)
-            total = total + c.teacher_w * terms["teacher"]
+            terms.update(self.teacher_losses(z_a, z_b, x_a, x_b))
+            total = total + c.teacher_w * (terms["teacher"] + terms.get("teacher_b", 0.0))
         if c.colour_w > 0:
             terms["colour_a"] = colour_anchor_loss(x_ab, x_a)
             terms["colour_b"] = colour_anchor_loss(x_ba, x_b)
@@ -578,11 +582,21 @@ class Model(TranslationModel):
         terms["G_total"] = total
         return terms
 
+    def teacher_losses(self, z_a: torch.Tensor, z_b: torch.Tensor, x_a: torch.Tensor,
+                       x_b: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``teacher`` (paper eq. 5, photos) and, with ``teacher_both``, ``teacher_b`` (the cartoons, toonlab's)."""
+        teacher = self.frozen.get("teacher", x_a.device)
+        terms = {"teacher": teacher_loss(z_a, teacher_vector(teacher, x_a), self.teacher_head)}
+        if self.config.teacher_both:
+            terms["teacher_b"] = teacher_loss(z_b, teacher_vector(teacher, x_b), self.teacher_head)
+        return terms
+
     def warmup_losses(self, x_a: torch.Tensor, x_b: torch.Tensor) -> dict[str, torch.Tensor]:
         """The warm-up terms (``step < warmup_steps``, not in the paper): each image drawn back by both decoders.
 
-        ``rec_a``/``rec_b`` as in eq. 1, and ``warmup_ab = rec(d_b(e_a(x_a)), x_a)``,
-        ``warmup_ba = rec(d_a(e_b(x_b)), x_b)``; ``G_total = rec_w * (all four)``. Why: from random
+        ``rec_a``/``rec_b`` as in eq. 1, ``warmup_ab = rec(d_b(e_a(x_a)), x_a)`` and
+        ``warmup_ba = rec(d_a(e_b(x_b)), x_b)`` (weight ``rec_w * warmup_cross_w``), and the teacher terms
+        when there is a teacher; no GAN, classifier or semantic term. Why: from random
         weights a translation is noise for hundreds of steps; started from "the photo, drawn by the
         cartoon decoder", the adversarial phase only has to change its style (MUNIT's cpu warm-up).
         """
@@ -591,31 +605,28 @@ class Model(TranslationModel):
         terms = {
             "rec_a": reconstruction_loss(self.decode(z_a, "A"), x_a, c.rec_loss),
             "rec_b": reconstruction_loss(self.decode(z_b, "B"), x_b, c.rec_loss),
-            "warmup_ab": reconstruction_loss(self.decode(z_a, "B"), x_a, c.rec_loss),
-            "warmup_ba": reconstruction_loss(self.decode(z_b, "A"), x_b, c.rec_loss),
         }
-        terms["G_total"] = c.rec_w * sum(terms.values())
+        total = c.rec_w * (terms["rec_a"] + terms["rec_b"])
+        if c.warmup_cross_w > 0:
+            terms["warmup_ab"] = reconstruction_loss(self.decode(z_a, "B"), x_a, c.rec_loss)
+            terms["warmup_ba"] = reconstruction_loss(self.decode(z_b, "A"), x_b, c.rec_loss)
+            total = total + c.rec_w * c.warmup_cross_w * (terms["warmup_ab"] + terms["warmup_ba"])
+        if self.teacher_head is not None and c.teacher_w > 0:
+            terms.update(self.teacher_losses(z_a, z_b, x_a, x_b))
+            total = total + c.teacher_w * (terms["teacher"] + terms.get("teacher_b", 0.0))
+        terms["G_total"] = total
         return terms
-
-    def _update(self, optimizer: str, losses_of, precision: Precision, x_a: torch.Tensor,
-                x_b: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Zero ``optimizers[optimizer]``, compute ``losses_of(x_a, x_b)`` under autocast, step on its ``*_total``."""
-        self.optimizers[optimizer].zero_grad(set_to_none=True)
-        with precision.autocast():
-            losses = losses_of(x_a, x_b)
-        precision.step(losses[f"{optimizer}_total"], self.optimizers[optimizer])
-        return losses
 
     def dis_update(self, x_a: torch.Tensor, x_b: torch.Tensor, precision: Precision) -> dict[str, torch.Tensor]:
         """One step of ``optimizers["D"]`` on :meth:`discriminator_losses`."""
-        return self._update("D", self.discriminator_losses, precision, x_a, x_b)
+        return self.optimizer_step("D", self.discriminator_losses, "D_total", precision, x_a, x_b)
 
     def gen_update(self, x_a: torch.Tensor, x_b: torch.Tensor, precision: Precision) -> dict[str, torch.Tensor]:
         """One step of ``optimizers["G"]`` on :meth:`generator_losses` (discriminators frozen meanwhile)."""
         discriminators = [d for d in (self.dis_a, self.dis_b) if d is not None]
         set_requires_grad(discriminators, False)
         try:
-            return self._update("G", self.generator_losses, precision, x_a, x_b)
+            return self.optimizer_step("G", self.generator_losses, "G_total", precision, x_a, x_b)
         finally:
             set_requires_grad(discriminators, True)
 
@@ -627,13 +638,7 @@ class Model(TranslationModel):
         """
         x_a, x_b = batch["A"], batch["B"]
         if step < self.config.warmup_steps:
-            return _as_floats(self._update("G", self.warmup_losses, precision, x_a, x_b))
+            return loss_floats(self.optimizer_step("G", self.warmup_losses, "G_total", precision, x_a, x_b))
         dis = self.dis_update(x_a, x_b, precision)
         gen = self.gen_update(x_a, x_b, precision)
-        return _as_floats({"D_total": dis["D_total"], **gen})
-
-
-def _as_floats(values: Mapping[str, torch.Tensor]) -> dict[str, float]:
-    """Loss tensors -> Python floats with one device sync (the history's entries)."""
-    numbers = torch.stack([v.detach().float() for v in values.values()]).cpu().tolist()
-    return dict(zip(values, numbers))
+        return loss_floats({"D_total": dis["D_total"], **gen})
