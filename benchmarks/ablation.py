@@ -17,7 +17,6 @@ import argparse
 import ast
 import json
 import sys
-import time
 from pathlib import Path
 
 try:
@@ -27,7 +26,7 @@ except ImportError:
 
 import torch
 
-from toonlab.metrics.report import baseline_scores, machine_description, score_model, write_record
+from toonlab.metrics.report import baseline_scores, machine_description, scored_training, write_record
 from toonlab.metrics.synthetic import Protocol
 from toonlab.models import build_config
 from toonlab.train import make_trainer
@@ -63,12 +62,8 @@ def run_variant(kind: str, preset: str, name: str, overrides: dict, steps: int, 
                 photo: dict, seed: int, pictures: Path | None = None) -> dict:
     config = build_config(kind, preset, **{**overrides, "seed": seed})
     trainer = make_trainer(kind, config=config, seed=seed, progress=False)
-    curve, seconds, first_l1 = [], 0.0, None
-    while trainer.step < steps:
-        started = time.perf_counter()
-        trainer.fit(min(eval_every, steps - trainer.step))
-        seconds += time.perf_counter() - started
-        scores = score_model(trainer.model, protocol, seed=seed)
+    curve, first_l1 = [], None
+    for _, seconds, scores in scored_training(trainer, steps, eval_every, protocol, seed):
         curve.append({"step": trainer.step, "train_seconds": round(seconds, 1), **scores})
         if first_l1 is None and scores["l1_person"] <= 0.7 * photo["l1_person"]:
             first_l1 = {"step": trainer.step, "train_seconds": round(seconds, 1)}

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 try:
@@ -29,7 +28,7 @@ except ImportError:  # running from a checkout without `pip install -e .`
 
 import torch
 
-from toonlab.metrics.report import baseline_scores, machine_description, score_model, write_record
+from toonlab.metrics.report import baseline_scores, machine_description, score_model, scored_training, write_record
 from toonlab.metrics.synthetic import Protocol
 from toonlab.models import build_config
 from toonlab.pretrained import NAMES, pretrained_path, save_pretrained
@@ -41,6 +40,7 @@ RECIPES = {
     "cyclegan": dict(preset="cpu", overrides=dict(n_epochs=20, n_epochs_decay=20, lr=5e-5), steps=2000),
     "cartoongan": dict(preset="cpu", overrides=dict(n_epochs=3, n_epochs_decay=3), steps=3050),
     "munit": dict(preset="cpu", overrides=dict(max_iter=3000, step_size=1500), steps=3000),
+    "xgan": dict(preset="cpu", overrides=dict(max_iter=4500), steps=4500),
 }
 #: validation identities (test stream): never in the protocol's 0-99, never in training
 VALIDATION_START, VALIDATION_N = 100, 50
@@ -67,12 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     protocol, validation = Protocol(size=size), Protocol(size=size, start=VALIDATION_START, n=VALIDATION_N)
     baselines = baseline_scores(protocol)
     curve, seconds, best = [], 0.0, None
-    while trainer.step < steps:
-        started = time.perf_counter()
-        trainer.fit(min(args.eval_every, steps - trainer.step))
-        seconds += time.perf_counter() - started
+    for _, seconds, scores in scored_training(trainer, steps, args.eval_every, protocol, args.seed):
         checked = score_model(trainer.model, validation, seed=args.seed)["l1_person"]
-        scores = score_model(trainer.model, protocol, seed=args.seed)
         curve.append({"step": trainer.step, "train_seconds": round(seconds, 1), "validation_l1_person": checked,
                       **scores})
         if best is None or checked < best["validation_l1_person"]:

@@ -184,3 +184,14 @@ def test_shape_following_knows_redrawn_from_recoloured(truth):
     assert photo["eye_growth"] < 0.6 and photo["skin_error"] > 0.02  # the photo keeps skin where many eye pixels grew
     regions = M.shape_regions(truth.masks[0], truth.photo_masks[0])
     assert regions["eye growth"].any() and not (regions["eye growth"] & truth.photo_masks[0]["eyes"]).any()
+
+
+def test_scored_training_trains_in_chunks_and_scores_after_each():
+    from toonlab.metrics.report import scored_training
+    from toonlab.train import make_trainer
+
+    trainer = make_trainer("xgan", "fast", progress=False, n_samples=2)
+    rows = list(scored_training(trainer, steps=5, every=2, protocol=M.Protocol(size=32, n=4)))
+    assert [step for step, _, _ in rows] == [2, 4, 5] and trainer.step == 5
+    assert 0 < rows[0][1] <= rows[1][1] <= rows[2][1]  # training seconds only add up
+    assert all({"l1_person", "eye_size", "strange_colours"} <= set(scores) for _, _, scores in rows)

@@ -225,6 +225,19 @@ def test_options_add_their_terms():
     assert any(k.startswith("teacher_head.") for k in model.state_dict())  # its head is
 
 
+def test_teacher_on_both_domains_and_a_plain_warmup():
+    model = build_model("xgan", "fast", teacher="parts", teacher_w=2.0, teacher_both=True, warmup_steps=1,
+                        warmup_cross_w=0.0)
+    x_a, x_b = _images(seed=1), _images(seed=2)
+    with torch.no_grad():
+        warm = model.warmup_losses(x_a, x_b)
+        full = model.generator_losses(x_a, x_b)
+    assert set(warm) == {"rec_a", "rec_b", "teacher", "teacher_b", "G_total"}  # no cross-domain terms
+    assert torch.isclose(warm["G_total"], warm["rec_a"] + warm["rec_b"] + 2.0 * (warm["teacher"] + warm["teacher_b"]))
+    assert {"teacher", "teacher_b"} <= set(full)
+    assert not torch.isclose(full["teacher"], full["teacher_b"])  # each domain against its own teacher vector
+
+
 def test_gradient_reversal_lets_the_encoders_fool_the_classifier():
     """Trained on two separable domains with only the domain-adversarial term, the classifier ends near chance."""
     torch.manual_seed(0)

@@ -13,8 +13,9 @@ import json
 import math
 import os
 import platform
+import time
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 
@@ -68,6 +69,22 @@ def score_model(model, protocol: Protocol, direction: str = "AtoB", seed: int = 
         return evaluate(model.translator(direction, seed=seed), protocol, device=device)
     finally:
         model.train(was_training)
+
+
+def scored_training(trainer, steps: int, every: int, protocol: Protocol, seed: int = 0
+                    ) -> Iterator[tuple[int, float, dict[str, float]]]:
+    """Train ``trainer`` up to ``steps`` in chunks of ``every``; after each, yield ``(step, train_seconds, scores)``.
+
+    ``train_seconds`` counts training only (scoring is left out), so time-to-quality reads off directly;
+    ``scores`` is :func:`score_model` under ``protocol``. The loop of ``benchmarks/ablation.py`` and
+    ``data_scripts/train_converged.py``.
+    """
+    seconds = 0.0
+    while trainer.step < steps:
+        started = time.perf_counter()
+        trainer.fit(min(every, steps - trainer.step))
+        seconds += time.perf_counter() - started
+        yield trainer.step, seconds, score_model(trainer.model, protocol, seed=seed)
 
 
 def evaluate_model(model, protocol: Protocol | None = None, name: str | None = None, baselines: bool = True,
