@@ -28,7 +28,8 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 PRETRAINED_FORMAT = "toonlab-pretrained"
 PRETRAINED_VERSION = 1
 #: name -> model kind of every converged model toonlab knows
-NAMES = {"cyclegan-synthetic": "cyclegan", "cartoongan-synthetic": "cartoongan", "munit-synthetic": "munit"}
+NAMES = {"cyclegan-synthetic": "cyclegan", "cartoongan-synthetic": "cartoongan", "munit-synthetic": "munit",
+         "xgan-synthetic": "xgan"}
 REMAKE = "python data_scripts/train_converged.py {kind}"
 
 
