@@ -59,6 +59,23 @@ def image_rows(rows: Mapping[str, torch.Tensor], max_columns: int = 8, scale: fl
     return fig
 
 
+def image_strip(images: Mapping[str, torch.Tensor], scale: float = 2.0, title: str | None = None) -> Figure:
+    """One row of single images ``(3, H, W)`` in [-1, 1], each titled by its name (``toonlab cartoonize``'s sheet)."""
+    if not images:
+        raise ValueError("give at least one image")
+    fig = new_figure((scale * len(images) + 0.4, scale + 0.5 + (0.3 if title else 0)))
+    axes = fig.subplots(1, len(images), squeeze=False)[0]
+    for ax, (name, image) in zip(axes, images.items()):
+        ax.imshow(to_numpy_image(image))
+        ax.set_title(name, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def loss_curves(history: Sequence[Mapping[str, float]], keys: Sequence[str] | None = None,
                 smooth: int = 1, title: str | None = None) -> Figure:
     """Loss terms against the step; ``smooth`` > 1 applies a running mean over that many steps."""
