@@ -652,3 +652,28 @@ def test_warnings_module_is_quiet_for_verified_downloads(server, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fetch(asset, tmp_path, quiet=True)
+
+
+def test_toonlab_data_and_pretrained_commands_over_the_loopback_server(server, tmp_path, monkeypatch, capsys):
+    from toonlab.cli import main
+
+    archive = cartoonset_like_tgz(server.folder)
+    monkeypatch.setitem(DATASETS, "cartoonset10k", dataclasses.replace(
+        DATASETS["cartoonset10k"], sources=[{"kind": "url", "url": f"{server.base}/{archive.name}"}]))
+    with pytest.warns(UnverifiedDownloadWarning):
+        assert main(["data", "cartoonset10k", "--root", str(tmp_path / "datasets"), "--quiet"]) == 0
+    target = tmp_path / "datasets" / "cartoonset10k"
+    assert f"cartoonset10k: {target}" in capsys.readouterr().out
+    assert len(list((target / "trainB").glob("*.png"))) == 10
+    (server.folder / "Hayao_net_G_float.pth").write_bytes(PAYLOAD)
+    monkeypatch.setitem(PRETRAINED, "cartoongan/Hayao", dataclasses.replace(
+        PRETRAINED["cartoongan/Hayao"], sources=[{"kind": "url", "url": f"{server.base}/Hayao_net_G_float.pth"}]))
+    with pytest.warns(UnverifiedDownloadWarning):
+        assert main(["pretrained", "cartoongan/Hayao", "--dest", str(tmp_path / "weights"), "--quiet"]) == 0
+    path = tmp_path / "weights" / PRETRAINED["cartoongan/Hayao"].filename
+    assert path.read_bytes() == PAYLOAD and str(path) in capsys.readouterr().out
+    assert main(["data", "--list"]) == 0 and "cartoonset100k" in capsys.readouterr().out
+    assert main(["pretrained", "--list"]) == 0 and "animegan2/face_paint_512_v2" in capsys.readouterr().out
+    assert main(["data"]) == 2 and "name a dataset" in capsys.readouterr().err
+    assert main(["data", "horse2zebr", "--root", str(tmp_path)]) == 2 and "Did you mean" in capsys.readouterr().err
+    assert main(["pretrained", "munit-synthetic"]) == 0 and "ships with toonlab" in capsys.readouterr().out

@@ -9,6 +9,7 @@
     toonlab eval munit-synthetic
     toonlab translate Hayao_net_G_float.pth me.jpg me_hayao.png --official cartoongan
     toonlab cartoonize me.jpg --out cartoons/ --paste             (faces found, levelled, every model)
+    toonlab data --list ; toonlab data cartoonset10k ; toonlab pretrained cartoongan/Hayao
 """
 
 from __future__ import annotations
@@ -496,6 +497,52 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- data and pretrained downloads ---------------------------------------------------------------
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from toonlab.data.download import DATASETS, DownloadError, prepare_dataset
+
+    if args.list or not args.name:
+        for name, asset in DATASETS.items():
+            print(f"{name:<24} {asset.description}")
+        if not args.list:
+            raise CLIError("name a dataset (toonlab data --list shows them)")
+        return 0
+    try:
+        target = prepare_dataset(args.name, root=args.root, quiet=args.quiet, keep_archive=not args.delete_archive)
+    except DownloadError as err:
+        raise CLIError(str(err)) from err
+    print(f"{args.name}: {target}")
+    return 0
+
+
+def cmd_pretrained(args: argparse.Namespace) -> int:
+    from toonlab import pretrained
+    from toonlab.data.download import PRETRAINED, DownloadError, fetch_pretrained
+
+    if args.list or not args.names:
+        for name, asset in PRETRAINED.items():
+            print(f"{name:<34} {asset.description} (download)")
+        for name, manifest in pretrained.available().items():
+            print(f"{name:<34} {manifest.get('what', '')} (ships with toonlab)")
+        if not args.list:
+            raise CLIError("name a checkpoint (toonlab pretrained --list shows them)")
+        return 0
+    status = 0
+    for name in args.names:
+        if name in pretrained.NAMES:
+            print(f"{name}: ships with toonlab, nothing to download ({pretrained.pretrained_path(name)})")
+            continue
+        try:
+            path = fetch_pretrained(name, dest=args.dest, quiet=args.quiet)
+        except (DownloadError, ValueError) as err:
+            print(f"toonlab pretrained: error: {name}: {err}", file=sys.stderr)
+            status = 2
+            continue
+        print(f"{name}: {path}  (toonlab translate {path} PHOTO OUT --official {name.split('/')[0]})")
+    return status
+
+
 # --- cartoonize ----------------------------------------------------------------------------------
 
 def cmd_cartoonize(args: argparse.Namespace) -> int:
@@ -611,6 +658,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", action="store_true", help="print the table in Markdown (as in the README)")
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_eval)
+    p = sub.add_parser("data", help="download and lay out a dataset of the registry (--list)",
+                       description="Download a dataset of toonlab's registry (checksums where known, resume, "
+                                   "safe extraction, a completion marker) and lay it out as trainA/trainB/testA/testB "
+                                   "(CartoonSet: trainB/testB); prints the folder.")
+    p.add_argument("name", nargs="?", help="dataset name (see --list)")
+    p.add_argument("--list", action="store_true", help="list the known datasets")
+    p.add_argument("--root", type=Path, default=None, help="datasets folder (default: $TOONLAB_DATA/datasets)")
+    p.add_argument("--delete-archive", action="store_true", help="delete the archive after extraction")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_data)
+    p = sub.add_parser("pretrained", help="download published weights of the registry (--list)",
+                       description="Download published generator weights (CycleGAN, CartoonGAN, AnimeGANv2) into "
+                                   "$TOONLAB_DATA/pretrained; prints each file's path. --list also names the "
+                                   "converged models that ship with toonlab.")
+    p.add_argument("names", nargs="*", help="names such as cartoongan/Hayao (see --list)")
+    p.add_argument("--list", action="store_true", help="list the known weights")
+    p.add_argument("--dest", type=Path, default=None, help="folder (default: $TOONLAB_DATA/pretrained)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_pretrained)
     p = sub.add_parser("cartoonize", help="your photos as cartoons: faces found, levelled, cropped, every model",
                        description="Find the faces in each photo (OpenCV's bundled cascades, offline), level the eyes, "
                                    "crop a square with a margin, translate it with each model and write one image "
