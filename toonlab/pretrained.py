@@ -2,7 +2,7 @@
 
 A lesson trains for minutes; these show what the same ``cpu``-size networks reach when trained
 much longer (issue "Cartoons that work", item 3). Each one is a name —
-``cyclegan-synthetic``, ``cartoongan-synthetic``, ``munit-synthetic`` — that ``toonlab translate``,
+``cyclegan-synthetic``, ``cartoongan-synthetic``, ``munit-synthetic``, ``xgan-synthetic`` — that ``toonlab translate``,
 ``toonlab eval`` and :func:`toonlab.checkpoint.load_trained_model` accept wherever a checkpoint
 path goes. The files live in ``toonlab/weights/``: ``NAME.pt`` (the kind, the config and the
 generators' weights as float16; no discriminator, no optimiser) and ``NAME.json`` beside it (the
