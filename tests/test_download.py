@@ -605,7 +605,7 @@ def test_registries_hold_the_reference_sources():
     kinds = {name.split("/")[0] for name in PRETRAINED}
     assert kinds == {"cyclegan", "cartoongan", "animegan2"}
     for asset in [*DATASETS.values(), *PRETRAINED.values()]:
-        assert asset.sha256 is not None or asset.unverified
+        assert asset.sha256 is not None or asset.md5 is not None or asset.unverified
 
 
 def test_fetch_pretrained_default_folder_is_under_data_root(server, tmp_path, monkeypatch):
@@ -677,3 +677,50 @@ def test_toonlab_data_and_pretrained_commands_over_the_loopback_server(server, t
     assert main(["data"]) == 2 and "name a dataset" in capsys.readouterr().err
     assert main(["data", "horse2zebr", "--root", str(tmp_path)]) == 2 and "Did you mean" in capsys.readouterr().err
     assert main(["pretrained", "munit-synthetic"]) == 0 and "ships with toonlab" in capsys.readouterr().out
+
+
+def celeba_like_files(folder: Path) -> tuple[Path, Path]:
+    """A CelebA-shaped archive (img_align_celeba/NNNNNN.jpg) and its partition file (0 train, 1 val, 2 test)."""
+    entries = {}
+    for k in range(1, 7):
+        buffer = io.BytesIO()
+        Image.fromarray(np.full((20, 16, 3), 30 * k, dtype=np.uint8)).save(buffer, "JPEG")
+        entries[f"img_align_celeba/{k:06d}.jpg"] = buffer.getvalue()
+    archive = zip_with(folder, entries, "img_align_celeba.zip")
+    partition = folder / "list_eval_partition.txt"
+    partition.write_text("".join(f"{k:06d}.jpg {split}\n" for k, split in zip(range(1, 7), "001122")))
+    return archive, partition
+
+
+def test_celeba_is_laid_out_by_its_official_partition_and_checked_by_its_published_md5(tmp_path, monkeypatch):
+    archive, partition = celeba_like_files(tmp_path)
+    served = {download.CELEBA_GDRIVE["img_align_celeba.zip"][0]: archive,
+              download.CELEBA_GDRIVE["list_eval_partition.txt"][0]: partition}
+
+    def fake_download(**kwargs):
+        Path(kwargs["output"]).write_bytes(served[kwargs["id"]].read_bytes())
+        return kwargs["output"]
+
+    monkeypatch.setattr(gdown, "download", fake_download)
+    md5 = lambda path: hashlib.md5(path.read_bytes()).hexdigest()
+    key = "celeba/list_eval_partition"
+    monkeypatch.setitem(download.COMPANIONS, key, dataclasses.replace(download.COMPANIONS[key], md5=md5(partition)))
+    monkeypatch.setitem(DATASETS, "celeba", dataclasses.replace(DATASETS["celeba"], md5="0" * 32))
+    with pytest.raises(download.DownloadError, match="md5 .* does not match the published 0000"):
+        prepare_dataset("celeba", root=tmp_path / "datasets", quiet=True)  # a damaged archive is refused
+    monkeypatch.setitem(DATASETS, "celeba", dataclasses.replace(DATASETS["celeba"], md5=md5(archive)))
+    target = prepare_dataset("celeba", root=tmp_path / "datasets", quiet=True)
+    assert {p.name: sorted(q.name for q in p.iterdir()) for p in target.iterdir() if p.is_dir()} == {
+        "trainA": ["000001.jpg", "000002.jpg"], "valA": ["000003.jpg", "000004.jpg"], "testA": ["000005.jpg", "000006.jpg"]}
+    assert '"unlisted": 0' in (target / COMPLETE_MARKER).read_text()
+
+
+def test_a_partition_naming_a_missing_photo_is_refused(tmp_path):
+    archive, partition = celeba_like_files(tmp_path)
+    extracted = download.extract(archive, tmp_path / "x")
+    partition.write_text(partition.read_text() + "999999.jpg 0\n")
+    with pytest.raises(download.DownloadError, match="lists 999999.jpg, which the archive does not hold"):
+        download.layout_photos(extracted, tmp_path / "out", partition)
+    partition.write_text("000001.jpg train\n")
+    with pytest.raises(download.DownloadError, match="expected 'NAME.jpg 0|1|2'"):
+        download.layout_photos(extracted, tmp_path / "out2", partition)

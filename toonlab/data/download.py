@@ -43,7 +43,7 @@ from toonlab.config import data_root
 from toonlab.data.folders import DatasetLayoutError, list_images, normalize_layout, validate_layout
 
 #: dataset layouts :func:`prepare_dataset` knows (see :attr:`Asset.layout`)
-LAYOUTS = ("unpaired", "cartoons")
+LAYOUTS = ("unpaired", "cartoons", "photos")
 #: CartoonSet's fixed split: every ``CARTOONSET_TEST_EVERY``-th image in name order is a test image
 CARTOONSET_TEST_EVERY = 10
 #: Marker file written into a folder once its extraction or preparation finished.
@@ -99,8 +99,13 @@ class Asset:
     unverified: bool = False
     description: str = ""
     #: how :func:`prepare_dataset` lays the extracted files out: ``"unpaired"`` (trainA/trainB/testA/testB
-    #: somewhere inside) or ``"cartoons"`` (one folder of ``csN.png`` + ``csN.csv``: CartoonSet, domain B only)
+    #: somewhere inside), ``"cartoons"`` (one folder of ``csN.png`` + ``csN.csv``: CartoonSet, domain B only)
+    #: or ``"photos"`` (one folder of face photos split by a companion partition file: CelebA, domain A only)
     layout: str = "unpaired"
+    #: the MD5 the upstream publishes, checked when no sha256 is pinned (CelebA publishes MD5s only)
+    md5: str | None = None
+    #: registry names (in :data:`COMPANIONS`) of files the layout needs beside the archive
+    companions: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.layout not in LAYOUTS:
@@ -109,6 +114,10 @@ class Asset:
             self.sha256 = self.sha256.lower()
             if not re.fullmatch(r"[0-9a-f]{64}", self.sha256):
                 raise ValueError(f"asset {self.name!r}: sha256 must be 64 hex digits, got {self.sha256!r}")
+        elif self.md5 is not None:
+            self.md5 = self.md5.lower()
+            if not re.fullmatch(r"[0-9a-f]{32}", self.md5):
+                raise ValueError(f"asset {self.name!r}: md5 must be 32 hex digits, got {self.md5!r}")
         elif not self.unverified:
             raise ValueError(
                 f"asset {self.name!r} has no sha256; set it, or mark the asset unverified=True on purpose"
@@ -144,6 +153,26 @@ def sha256_of(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def md5_of(path: str | Path) -> str:
+    """Hex MD5 of a file (only to compare with an upstream's published MD5; sha256 is toonlab's own pin)."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _pinned_mismatch(asset: Asset, path: Path) -> str | None:
+    """Why ``path`` is not ``asset`` (its sha256, else its published MD5, differs); None when it matches or nothing is pinned."""
+    if asset.sha256 is not None:
+        digest = sha256_of(path)
+        return None if digest == asset.sha256 else f"sha256 {digest} does not match the expected {asset.sha256}"
+    if asset.md5 is not None:
+        digest = md5_of(path)
+        return None if digest == asset.md5 else f"md5 {digest} does not match the published {asset.md5}"
+    return None
+
+
 # --------------------------------------------------------------------------------------------------
 # fetch
 
@@ -164,12 +193,12 @@ def fetch(asset: Asset, dest_dir: str | Path, quiet: bool = False) -> Path:
         if asset.size is not None and final.stat().st_size != asset.size:
             _say(quiet, f"{final} has {final.stat().st_size} bytes, not {asset.size}; deleting it and downloading again")
             final.unlink()
-        elif asset.sha256 is None:
+        elif asset.sha256 is None and asset.md5 is None:
             return final  # unverifiable; it got its final name only after the checks below
-        elif sha256_of(final) == asset.sha256:
+        elif _pinned_mismatch(asset, final) is None:
             return final
         else:
-            _say(quiet, f"{final} does not match its sha256; deleting it and downloading again")
+            _say(quiet, f"{final} does not match its checksum; deleting it and downloading again")
             final.unlink()
 
     failures = []
@@ -308,25 +337,24 @@ def _looks_like_html(path: Path) -> bool:
 
 
 def _verify(asset: Asset, candidate: Path, quiet: bool) -> None:
-    """Size, web-page and sha256 checks of a fresh download; deletes it and raises :class:`_Rejected`."""
+    """Size, web-page and checksum (sha256, else the published MD5) checks of a fresh download; deletes it and raises :class:`_Rejected`."""
     size = candidate.stat().st_size
     problem = None
     if _looks_like_html(candidate) and not asset.filename.endswith((".html", ".htm")):
         problem = "the server sent a web page instead of the file (a quota, login or error page)"
     elif asset.size is not None and size != asset.size:
         problem = f"size {size} bytes, expected {asset.size}"
+    elif asset.sha256 is not None or asset.md5 is not None:
+        problem = _pinned_mismatch(asset, candidate)
     else:
         digest = sha256_of(candidate)
-        if asset.sha256 is not None and digest != asset.sha256:
-            problem = f"sha256 {digest} does not match the expected {asset.sha256}"
-        elif asset.sha256 is None:
-            message = (
-                f"{asset.name}: no sha256 is pinned for {asset.filename}, so its content was not verified. "
-                f"Computed sha256 = {digest} ({size} bytes). Maintainers: pin it in toonlab/data/download.py "
-                f"(sha256={digest!r}, size={size})."
-            )
-            warnings.warn(message, UnverifiedDownloadWarning, stacklevel=4)
-            _say(quiet, message)
+        message = (
+            f"{asset.name}: no sha256 is pinned for {asset.filename}, so its content was not verified. "
+            f"Computed sha256 = {digest} ({size} bytes). Maintainers: pin it in toonlab/data/download.py "
+            f"(sha256={digest!r}, size={size})."
+        )
+        warnings.warn(message, UnverifiedDownloadWarning, stacklevel=4)
+        _say(quiet, message)
     if problem:
         candidate.unlink(missing_ok=True)
         raise _Rejected(f"{problem}; the file was deleted")
@@ -625,6 +653,57 @@ DATASETS["cartoonset10k"] = _cartoonset("cartoonset10k", "10,000", "about 450 MB
 DATASETS["cartoonset100k"] = _cartoonset("cartoonset100k", "100,000", "about 4.45 GB")
 
 
+CELEBA_GDRIVE = {"img_align_celeba.zip": ("0B7EVK8r0v71pZjFTYXZWM3FlRnM", "00d2c5bc6d35e252742224ab0c1e8fcb"),
+                 "list_eval_partition.txt": ("0B7EVK8r0v71pY0NSMzRuSXJEVkk", "d32c9cbf5e040fd4025c592c306e6668")}
+#: files a dataset's layout needs beside its archive (fetched into the same downloads folder)
+COMPANIONS: dict[str, Asset] = {
+    "celeba/list_eval_partition": Asset(
+        name="celeba/list_eval_partition", filename="celeba/list_eval_partition.txt", sha256=None,
+        md5=CELEBA_GDRIVE["list_eval_partition.txt"][1], archive=False,
+        sources=[{"kind": "gdrive", "id": CELEBA_GDRIVE["list_eval_partition.txt"][0]}],
+        description="CelebA's official train (0) / validation (1) / test (2) partition"),
+}
+#: CelebA aligned faces (Liu et al. 2015; non-commercial research use only, see mmlab.ie.cuhk.edu.hk/projects/CelebA.html)
+DATASETS["celeba"] = Asset(
+    name="celeba", filename="celeba/img_align_celeba.zip", sha256=None, md5=CELEBA_GDRIVE["img_align_celeba.zip"][1],
+    sources=[{"kind": "gdrive", "id": CELEBA_GDRIVE["img_align_celeba.zip"][0]}], layout="photos",
+    companions=("celeba/list_eval_partition",),
+    description=("CelebA aligned faces, 202,599 photos (1.4 GB; non-commercial research use only): photos only, laid "
+                 "out as trainA/valA/testA by the official partition; add cartoons as trainB/testB"),
+)
+
+
+def layout_photos(source: str | Path, dest: str | Path, partition: str | Path) -> dict[str, int]:
+    """Lay CelebA's extracted photos out as ``dest/{trainA,valA,testA}`` by its official partition file.
+
+    ``partition`` holds lines ``000001.jpg 0`` (0 train, 1 validation, 2 test). A photo the file does not
+    list stays out (and is counted as ``unlisted``); a listed photo that is missing raises, naming it.
+    """
+    source, dest = Path(source), Path(dest)
+    images = {p.name: p for p in source.rglob("*.jpg")}
+    if not images:
+        raise DownloadError(f"{source} holds no JPEG photos: this is not the CelebA archive")
+    folders = {"0": "trainA", "1": "valA", "2": "testA"}
+    counts = {name: 0 for name in folders.values()}
+    listed = set()
+    for number, line in enumerate(Path(partition).read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2 or parts[1] not in folders:
+            raise DownloadError(f"{partition} line {number}: expected 'NAME.jpg 0|1|2', got {line!r}")
+        name, split = parts
+        if name not in images:
+            raise DownloadError(f"{partition} lists {name}, which the archive does not hold: the archive is incomplete")
+        folder = dest / folders[split]
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(images[name]), str(folder / name))
+        listed.add(name)
+        counts[folders[split]] += 1
+    counts["unlisted"] = len(images) - len(listed)
+    return counts
+
+
 def layout_cartoons(source: str | Path, dest: str | Path, test_every: int = CARTOONSET_TEST_EVERY) -> dict[str, int]:
     """Lay CartoonSet's extracted ``csN.png`` (+ ``csN.csv``) out as ``dest/{trainB,testB}``; return the counts.
 
@@ -714,10 +793,10 @@ def default_dataset_root() -> Path:
 
 def _validate(asset: Asset, folder: Path) -> None:
     """Raise a ValueError when ``folder`` does not hold ``asset``'s layout (both domains, or CartoonSet's trainB/testB)."""
-    if asset.layout != "cartoons":
+    if asset.layout == "unpaired":
         validate_layout(folder)
         return
-    for split in ("trainB", "testB"):
+    for split in (("trainB", "testB") if asset.layout == "cartoons" else ("trainA", "testA")):
         if not (folder / split).is_dir() or not list_images(folder / split):
             raise DatasetLayoutError(f"{folder / split} is missing or holds no images")
 
@@ -748,6 +827,7 @@ def prepare_dataset(name: str, root: str | Path | None = None, quiet: bool = Fal
         (target / COMPLETE_MARKER).write_text(json.dumps({"dataset": name, "source": "found in place"}) + "\n")
         return target
     archive = fetch(asset, root / "downloads", quiet=quiet)
+    companions = {key: fetch(COMPANIONS[key], root / "downloads", quiet=quiet) for key in asset.companions}
     extracted = root / f".{name}.extracted"
     building = root / f".{name}.building"
     for leftover in (extracted, building):
@@ -758,6 +838,10 @@ def prepare_dataset(name: str, root: str | Path | None = None, quiet: bool = Fal
         if asset.layout == "cartoons":
             marker["split"] = f"every {CARTOONSET_TEST_EVERY}th image in name order is in testB"
             marker["counts"] = layout_cartoons(extracted, building)
+        elif asset.layout == "photos":
+            partition = companions[asset.companions[0]]
+            marker["split"] = f"the official partition {partition.name}"
+            marker["counts"] = layout_photos(extracted, building, partition)
         else:
             normalize_layout(extracted, building)
             validate_layout(building)
