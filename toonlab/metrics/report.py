@@ -26,8 +26,8 @@ TABLE_METRICS = ("l1", "l1_person", "ssim", "texture", "colour_spread", "strange
                  "eye_size", "skin_error", "hair_iou")
 PHOTO = "photo (identity)"
 #: which way is better, for every column a table may show (KID/FID: lower)
-BETTER = {**DIRECTION, "kid_mean": -1, "kid_std": -1, "fid": -1}
-DISTRIBUTION_METRICS = ("kid_mean", "kid_std", "fid", "n_real", "n_fake")
+BETTER = {**DIRECTION, "kid_mean": -1, "kid_std": -1, "fid": -1, "identity_distance": -1, "same_person_rate": 1}
+DISTRIBUTION_METRICS = ("kid_mean", "kid_std", "fid", "n_real", "n_fake", "identity_distance", "same_person_rate")
 RECORD_FORMAT = "toonlab-eval"
 
 
@@ -199,7 +199,8 @@ def evaluate_folder(translate: Callable[[torch.Tensor], torch.Tensor], folder: s
     """KID and FID of translated ``folder/testA`` photos against the real cartoons of ``folder/testB``.
 
     No ground truth exists for real photos, so only distribution metrics apply (see
-    :mod:`toonlab.metrics.distribution`). ``n`` caps the photos used; ``feature`` replaces the
+    :mod:`toonlab.metrics.distribution`), plus, with the ``toonlab[faces]`` extra, the face-recognition
+    distance of each photo to its cartoon (:mod:`toonlab.metrics.identity`). ``n`` caps the photos used; ``feature`` replaces the
     Inception network (tests, offline use).
     """
     from toonlab.data.folders import UnpairedImageFolder
@@ -215,9 +216,14 @@ def evaluate_folder(translate: Callable[[torch.Tensor], torch.Tensor], folder: s
         from toonlab.baselines import classical_cartoon, identity
 
         translators.update({PHOTO: identity, "classical filter": classical_cartoon})
+    from toonlab.metrics.identity import identity_available, identity_scores
+
+    with_identity = identity_available()  # the optional toonlab[faces] extra
     results = {}
     for label, fn in translators.items():
         fakes = translate_all(fn, photos, device=device)
         results[label] = distribution_metrics(cartoons, fakes, feature=feature)
+        if with_identity:
+            results[label].update(identity_scores(photos, fakes))
     return make_record(results, None, device=device, data=str(folder),
                        model={"name": name, "n_photos": count_a, "n_cartoons": test.len_b, "size": size})
