@@ -70,8 +70,9 @@ def classical_cartoon_image(image: np.ndarray, passes: int = 3, diameter: int = 
 def classical_cartoon(photos: torch.Tensor, **settings) -> torch.Tensor:
     """The classical cartoonizer on a batch in [-1, 1] (see :func:`classical_cartoon_image`)."""
     options = {**CLASSICAL_DEFAULTS, **settings}
-    images = photos.detach().float().cpu().clamp(-1, 1).add(1).mul(127.5).round().byte().permute(0, 2, 3, 1).numpy()
-    out = np.stack([classical_cartoon_image(np.ascontiguousarray(im), **options) for im in images])
+    from toonlab.data.folders import model_to_uint8
+
+    out = np.stack([classical_cartoon_image(im, **options) for im in model_to_uint8(photos)])
     return torch.from_numpy(out).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).to(photos.device)
 
 

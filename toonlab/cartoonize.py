@@ -34,7 +34,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 
 from toonlab.data.faces import detect_faces, face_detector, square_box
-from toonlab.data.folders import describe_error, load_rgb
+from toonlab.data.folders import describe_error, load_rgb, model_to_uint8, pil_to_model
 
 #: OpenCV's bundled eye cascade (file name inside ``cv2.data.haarcascades``)
 EYE_CASCADE = "haarcascade_eye.xml"
@@ -170,12 +170,13 @@ def default_models() -> list[str]:
 
 
 def _tensor(image: Image.Image) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32)).permute(2, 0, 1)[None] / 127.5 - 1
+    """A batch of one: the PIL image as the models see it."""
+    return pil_to_model(image.convert("RGB"))[None]
 
 
 def _image(tensor: torch.Tensor) -> Image.Image:
-    array = ((tensor[0].detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
-    return Image.fromarray(array)
+    """The first image of a batch in [-1, 1] as PIL."""
+    return Image.fromarray(model_to_uint8(tensor[:1])[0])
 
 
 def cartoonize(photos: Sequence[str | Path], out: str | Path, models: Sequence[str] | None = None,

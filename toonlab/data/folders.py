@@ -391,9 +391,20 @@ def paper_transform(
     flip_draw = float(torch.rand((), generator=generator))  # drawn even when flipping is off
     if flip and flip_draw < 0.5:
         image = TF.horizontal_flip(image)
+    return pil_to_model(image)
+
+
+def pil_to_model(image: Image.Image) -> torch.Tensor:
+    """An RGB PIL image as the models see it: a float tensor ``(3, H, W)`` in [-1, 1]."""
     # to_image gives a channels-first view of the HWC pixels; contiguous() makes the next ops ~3x faster
     tensor = TF.to_dtype(TF.to_image(image).contiguous(), torch.float32, scale=True)
     return TF.normalize(tensor, mean=[0.5, 0.5, 0.5], std=[0.5, 0.5, 0.5]).as_subclass(torch.Tensor)
+
+
+def model_to_uint8(images: torch.Tensor) -> np.ndarray:
+    """A batch ``(N, 3, H, W)`` in [-1, 1] as contiguous RGB ``uint8`` arrays ``(N, H, W, 3)``, rounded (OpenCV's, dlib's and PIL's input)."""
+    array = images.detach().float().cpu().clamp(-1, 1).add(1).mul(127.5).round().byte().permute(0, 2, 3, 1).numpy()
+    return np.ascontiguousarray(array)
 
 
 # --------------------------------------------------------------------------------------------------

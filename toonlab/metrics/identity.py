@@ -67,19 +67,15 @@ def identity_available() -> bool:
     return True
 
 
-def _uint8(images: torch.Tensor) -> list[np.ndarray]:
-    """A batch in [-1, 1] as contiguous RGB uint8 arrays (dlib's input)."""
-    array = images.detach().float().cpu().clamp(-1, 1).add(1).mul(127.5).round().byte().permute(0, 2, 3, 1).numpy()
-    return [np.ascontiguousarray(a) for a in array]
-
-
 def face_descriptors(images: torch.Tensor) -> np.ndarray:
     """dlib descriptors ``(N, 128)`` of face crops in [-1, 1]: the whole image is taken as the face box."""
     import dlib
 
+    from toonlab.data.folders import model_to_uint8
+
     landmarks, resnet = identity_model()
     out = []
-    for image in _uint8(images):
+    for image in model_to_uint8(images):  # each a contiguous (H, W, 3) uint8 array, as dlib needs
         h, w = image.shape[:2]
         shape = landmarks(image, dlib.rectangle(0, 0, w - 1, h - 1))
         out.append(np.asarray(resnet.compute_face_descriptor(image, shape), dtype=np.float64))
