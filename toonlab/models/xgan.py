@@ -89,6 +89,14 @@ def encoder_channels(image_size: int, width: int) -> list[int]:
     return [width * 2**i for i in range(count)]
 
 
+def decoder_widths(channels: list[int]) -> list[int]:
+    """The decoder's channels from the 4 x 4 map up: twice the encoder's last, then the encoder's in reverse.
+
+    64 px and width 32 (the paper): 512, 256 (shared), 128, 64 (per domain), before the RGB layer.
+    """
+    return [channels[-1] * 2] + channels[::-1]
+
+
 class DomainEncoder(nn.Module):
     """One domain's own first layers: two ``conv 4x4 s2`` blocks, image ``(N, 3, S, S)`` -> ``(N, 2w, S/4, S/4)``."""
 
@@ -136,10 +144,10 @@ class SharedDecoder(nn.Module):
     def __init__(self, channels: list[int], embedding_dim: int = 1024, norm: str = "batch",
                  upsample: str = "deconv"):
         super().__init__()
-        top = channels[-1] * 2
+        widths = decoder_widths(channels)
+        top = widths[0]
         layers: list[nn.Module] = [nn.ConvTranspose2d(embedding_dim, top, BOTTOM, 1, 0), make_norm(norm, top),
                                    make_activation("relu")]
-        widths = [top] + channels[::-1]
         shared_ups = len(channels) - DOMAIN_UPSAMPLINGS
         for c_in, c_out in zip(widths[:shared_ups], widths[1:shared_ups + 1]):
             layers.append(_up(c_in, c_out, norm, upsample))
@@ -154,8 +162,7 @@ class DomainDecoder(nn.Module):
 
     def __init__(self, channels: list[int], norm: str = "batch", upsample: str = "deconv"):
         super().__init__()
-        widths = [channels[-1] * 2] + channels[::-1]  # the decoder's widths, from the 4 x 4 map up
-        own = widths[len(channels) - DOMAIN_UPSAMPLINGS:len(channels)]
+        own = decoder_widths(channels)[len(channels) - DOMAIN_UPSAMPLINGS:len(channels)]
         layers = [_up(c_in, c_out, norm, upsample) for c_in, c_out in zip(own[:-1], own[1:])]
         layers.append(_up(own[-1], 3, norm, upsample, last=True))
         self.model = nn.Sequential(*layers)
@@ -468,11 +475,15 @@ class Model(TranslationModel):
         betas = (c.beta1, c.beta2)
         generator_side = [self.enc_a, self.enc_b, self.enc_shared, self.dec_shared, self.dec_a, self.dec_b,
                           self.classifier] + ([self.teacher_head] if self.teacher_head is not None else [])
-        discriminators = [d for d in (self.dis_a, self.dis_b) if d is not None]
         self.optimizers = {
             "G": torch.optim.Adam(itertools.chain(*(m.parameters() for m in generator_side)), lr=c.lr, betas=betas),
-            "D": torch.optim.Adam(itertools.chain(*(d.parameters() for d in discriminators)), lr=c.lr, betas=betas),
+            "D": torch.optim.Adam(itertools.chain(*(d.parameters() for d in self.discriminators)), lr=c.lr, betas=betas),
         }
+
+    @property
+    def discriminators(self) -> list[nn.Module]:
+        """``dis_b`` and, with ``gan_photos``, ``dis_a``: what ``optimizers["D"]`` trains and the G step freezes."""
+        return [d for d in (self.dis_a, self.dis_b) if d is not None]
 
     # -- encoding and translation (notebook 04 §"One embedding for two domains") -----------------
     def _check_images(self, x: torch.Tensor) -> None:
@@ -576,9 +587,8 @@ class Model(TranslationModel):
         if self.dis_a is not None:
             terms["gan_a"] = self.criterion_gan(self.dis_a(x_ba), True)
             total = total + c.gan_w * terms["gan_a"]
-        if self.teacher_head is not None and c.teacher_w > 0:
-            terms.update(self.teacher_losses(z_a, z_b, x_a, x_b))
-            total = total + c.teacher_w * (terms["teacher"] + terms.get("teacher_b", 0.0))
+        if self.uses_teacher:
+            total = total + self.add_teacher_losses(terms, z_a, z_b, x_a, x_b)
         if c.colour_w > 0:
             terms["colour_a"] = colour_anchor_loss(x_ab, x_a)
             terms["colour_b"] = colour_anchor_loss(x_ba, x_b)
@@ -589,14 +599,20 @@ class Model(TranslationModel):
         terms["G_total"] = total
         return terms
 
-    def teacher_losses(self, z_a: torch.Tensor, z_b: torch.Tensor, x_a: torch.Tensor,
-                       x_b: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``teacher`` (paper eq. 5, photos) and, with ``teacher_both``, ``teacher_b`` (the cartoons, toonlab's)."""
+    @property
+    def uses_teacher(self) -> bool:
+        """True when the teacher term counts: a teacher was built and ``teacher_w > 0``."""
+        return self.teacher_head is not None and self.config.teacher_w > 0
+
+    def add_teacher_losses(self, terms: dict[str, torch.Tensor], z_a: torch.Tensor, z_b: torch.Tensor,
+                           x_a: torch.Tensor, x_b: torch.Tensor) -> torch.Tensor:
+        """Put ``teacher`` (paper eq. 5, photos) and, with ``teacher_both``, ``teacher_b`` (the cartoons,
+        toonlab's) into ``terms``; return their weighted sum ``teacher_w * (teacher + teacher_b)``."""
         teacher = self.frozen.get("teacher", x_a.device)
-        terms = {"teacher": teacher_loss(z_a, teacher_vector(teacher, x_a), self.teacher_head)}
+        terms["teacher"] = teacher_loss(z_a, teacher_vector(teacher, x_a), self.teacher_head)
         if self.config.teacher_both:
             terms["teacher_b"] = teacher_loss(z_b, teacher_vector(teacher, x_b), self.teacher_head)
-        return terms
+        return self.config.teacher_w * (terms["teacher"] + terms.get("teacher_b", 0.0))
 
     def warmup_losses(self, x_a: torch.Tensor, x_b: torch.Tensor) -> dict[str, torch.Tensor]:
         """The warm-up terms (``step < warmup_steps``, not in the paper): each image drawn back by both decoders.
@@ -618,9 +634,8 @@ class Model(TranslationModel):
             terms["warmup_ab"] = reconstruction_loss(self.decode(z_a, "B"), x_a, c.rec_loss)
             terms["warmup_ba"] = reconstruction_loss(self.decode(z_b, "A"), x_b, c.rec_loss)
             total = total + c.rec_w * c.warmup_cross_w * (terms["warmup_ab"] + terms["warmup_ba"])
-        if self.teacher_head is not None and c.teacher_w > 0:
-            terms.update(self.teacher_losses(z_a, z_b, x_a, x_b))
-            total = total + c.teacher_w * (terms["teacher"] + terms.get("teacher_b", 0.0))
+        if self.uses_teacher:
+            total = total + self.add_teacher_losses(terms, z_a, z_b, x_a, x_b)
         terms["G_total"] = total
         return terms
 
@@ -630,12 +645,11 @@ class Model(TranslationModel):
 
     def gen_update(self, x_a: torch.Tensor, x_b: torch.Tensor, precision: Precision) -> dict[str, torch.Tensor]:
         """One step of ``optimizers["G"]`` on :meth:`generator_losses` (discriminators frozen meanwhile)."""
-        discriminators = [d for d in (self.dis_a, self.dis_b) if d is not None]
-        set_requires_grad(discriminators, False)
+        set_requires_grad(self.discriminators, False)
         try:
             return self.optimizer_step("G", self.generator_losses, "G_total", precision, x_a, x_b)
         finally:
-            set_requires_grad(discriminators, True)
+            set_requires_grad(self.discriminators, True)
 
     def train_step(self, batch: dict[str, torch.Tensor], precision: Precision, step: int) -> dict[str, float]:
         """One iteration on ``{"A": photos, "B": cartoons}``: :meth:`dis_update`, then :meth:`gen_update`.
