@@ -677,6 +677,9 @@ def test_toonlab_data_and_pretrained_commands_over_the_loopback_server(server, t
     assert main(["data"]) == 2 and "name a dataset" in capsys.readouterr().err
     assert main(["data", "horse2zebr", "--root", str(tmp_path)]) == 2 and "Did you mean" in capsys.readouterr().err
     assert main(["pretrained", "munit-synthetic"]) == 0 and "ships with toonlab" in capsys.readouterr().out
+    assert main(["pretrained", "cartoongan/Hayaoo", "--dest", str(tmp_path / "weights")]) == 1  # named, the rest would go on
+    assert "unknown pretrained model 'cartoongan/Hayaoo'" in capsys.readouterr().err
+    assert _run_script("get_pretrained.py", ["--list"]) == 0 and "cartoongan/Hayao" in capsys.readouterr().out
 
 
 def celeba_like_files(folder: Path) -> tuple[Path, Path]:

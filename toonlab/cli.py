@@ -499,15 +499,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 # --- data and pretrained downloads ---------------------------------------------------------------
 
+def _show_registry(rows, width: int, listed: bool, what: str, command: str) -> int:
+    """Print ``(name, description)`` rows; 0 for ``--list``, else a CLIError: nothing was named to fetch."""
+    for name, description in rows:
+        print(f"{name:<{width}} {description}")
+    if not listed:
+        raise CLIError(f"name a {what} (toonlab {command} --list shows them)")
+    return 0
+
+
 def cmd_data(args: argparse.Namespace) -> int:
     from toonlab.data.download import DATASETS, DownloadError, prepare_dataset
 
     if args.list or not args.name:
-        for name, asset in DATASETS.items():
-            print(f"{name:<24} {asset.description}")
-        if not args.list:
-            raise CLIError("name a dataset (toonlab data --list shows them)")
-        return 0
+        return _show_registry(((n, a.description) for n, a in DATASETS.items()), 24, args.list, "dataset", "data")
     try:
         target = prepare_dataset(args.name, root=args.root, quiet=args.quiet, keep_archive=not args.delete_archive)
     except DownloadError as err:
@@ -521,13 +526,9 @@ def cmd_pretrained(args: argparse.Namespace) -> int:
     from toonlab.data.download import PRETRAINED, DownloadError, fetch_pretrained
 
     if args.list or not args.names:
-        for name, asset in PRETRAINED.items():
-            print(f"{name:<34} {asset.description} (download)")
-        for name, manifest in pretrained.available().items():
-            print(f"{name:<34} {manifest.get('what', '')} (ships with toonlab)")
-        if not args.list:
-            raise CLIError("name a checkpoint (toonlab pretrained --list shows them)")
-        return 0
+        rows = [*((n, f"{a.description} (download)") for n, a in PRETRAINED.items()),
+                *((n, f"{m.get('what', '')} (ships with toonlab)") for n, m in pretrained.available().items())]
+        return _show_registry(rows, 34, args.list, "checkpoint", "pretrained")
     status = 0
     for name in args.names:
         if name in pretrained.NAMES:
@@ -537,7 +538,7 @@ def cmd_pretrained(args: argparse.Namespace) -> int:
             path = fetch_pretrained(name, dest=args.dest, quiet=args.quiet)
         except (DownloadError, ValueError) as err:
             print(f"toonlab pretrained: error: {name}: {err}", file=sys.stderr)
-            status = 2
+            status = 1  # as translate and cartoonize: the others are still fetched, the status says one failed
             continue
         print(f"{name}: {path}  (toonlab translate {path} PHOTO OUT --official {name.split('/')[0]})")
     return status
