@@ -662,7 +662,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("data", help="download and lay out a dataset of the registry (--list)",
                        description="Download a dataset of toonlab's registry (checksums where known, resume, "
                                    "safe extraction, a completion marker) and lay it out as trainA/trainB/testA/testB "
-                                   "(CartoonSet: trainB/testB); prints the folder.")
+                                   "(CartoonSet: trainB/testB; CelebA: trainA/valA/testA by its official partition); prints the folder.")
     p.add_argument("name", nargs="?", help="dataset name (see --list)")
     p.add_argument("--list", action="store_true", help="list the known datasets")
     p.add_argument("--root", type=Path, default=None, help="datasets folder (default: $TOONLAB_DATA/datasets)")
