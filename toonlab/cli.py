@@ -147,6 +147,22 @@ def clear_run(run_dir: Path) -> list[Path]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from toonlab.config import pick_device
+    from toonlab.distributed import launched_by_torchrun, local_device, start_world, stop_world
+
+    check_train_args(args)
+    world = None
+    if launched_by_torchrun():  # torchrun --nproc_per_node N: this process is one rank of the run
+        args.device = local_device(args.device)
+        world = start_world(pick_device(args.device))
+    try:
+        return _train(args, world)
+    finally:
+        stop_world()
+
+
+def _train(args: argparse.Namespace, world) -> int:
+    """``toonlab train`` in this process (one rank of ``world`` under torchrun, or the whole run)."""
     import torch
 
     from toonlab.checkpoint import (check_checkpoint_weights, check_resumable, config_from_dict, read_checkpoint,
@@ -157,7 +173,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from toonlab.train import Trainer, make_trainer, sample_photos
     from toonlab.viz import comparison_rows, image_rows, loss_curves, save_figure
 
-    check_train_args(args)
+    main_process = world is None or world.is_main
+    say = print if main_process else (lambda *a, **k: None)
     overrides = parse_assignments(args.config, "--config")
     hparams = parse_assignments(args.hparam, "--hparam")
     if args.lr is not None:
@@ -168,7 +185,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides["batch_size"] = args.batch_size
     trainer_kwargs = dict(device=args.device, precision=args.precision, channels_last=args.channels_last,
                           checkpoint_every=args.checkpoint_every, sample_every=args.sample_every,
-                          num_workers=args.workers, progress=not args.quiet, keep_checkpoints=args.keep_checkpoints)
+                          num_workers=args.workers, progress=not args.quiet, keep_checkpoints=args.keep_checkpoints,
+                          world=world)
 
     if args.resume:
         state = read_checkpoint(args.resume)
@@ -184,25 +202,30 @@ def cmd_train(args: argparse.Namespace) -> int:
         if run_dir.resolve() == _run_dir_of(Path(args.resume)).resolve():
             if args.overwrite:
                 raise CLIError("--overwrite deletes a run; it cannot be combined with --resume of that same run")
-        else:
+        elif main_process:
             refuse_existing_run(run_dir, args.model, args.overwrite)  # continuing into another run's folder
         size = state["config"]["image_size"]
         train_set, test_set = load_datasets(args.data, size, state["seed"])
-        if args.overwrite:
+        if args.overwrite and main_process:
             clear_run(run_dir)
         samples = sample_photos(test_set) if test_set is not None else None
         trainer = Trainer.from_checkpoint(args.resume, train_set, run_dir=run_dir, sample_images=samples,
                                           **trainer_kwargs)
-        print(f"resumed {args.model} at step {trainer.step} from {trainer.last_checkpoint}")
+        say(f"resumed {args.model} at step {trainer.step} from {trainer.last_checkpoint}")
+        if state.get("world_size", 1) != trainer.world.size:
+            say(f"note: the checkpoint was trained by {state.get('world_size', 1)} process(es), this run has "
+                f"{trainer.world.size}: the effective batch is now {trainer.effective_batch_size}, so the data "
+                "stream from here differs from the uninterrupted run's")
     else:
         if "seed" in overrides and overrides["seed"] != args.seed:
             raise CLIError(f"--config seed={overrides['seed']} and --seed {args.seed} differ; give the run's one seed as --seed")
         config = build_config(args.model, args.preset, **{**overrides, "seed": args.seed})
         check_hparams(args.model, config, hparams)
         run_dir = Path(args.run_dir or f"runs/{args.model}-{args.preset or 'default'}")
-        refuse_existing_run(run_dir, args.model, args.overwrite)
+        if main_process:  # rank 0 owns the run folder
+            refuse_existing_run(run_dir, args.model, args.overwrite)
         train_set, test_set = load_datasets(args.data, int(config.image_size), args.seed)
-        if args.overwrite and (removed := clear_run(run_dir)):
+        if args.overwrite and main_process and (removed := clear_run(run_dir)):
             print(f"--overwrite: deleted the previous run in {run_dir} ({len(removed)} file(s))")
         trainer = make_trainer(args.model, config=config, dataset=train_set, test_dataset=test_set,
                                seed=args.seed, run_dir=run_dir, **trainer_kwargs)
@@ -213,11 +236,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     steps = args.steps
     if steps is None and args.epochs is None:
         steps = default_steps(trainer)
-    print(f"training {args.model} on {trainer.device} ({trainer.precision.mode}), "
-          f"{trainer.steps_per_epoch} steps/epoch, hparams {trainer.hparams}, run dir {trainer.run_dir}")
+    processes = (f", {trainer.world.size} processes x batch {trainer.batch_size} = effective batch "
+                 f"{trainer.effective_batch_size}" if trainer.world.distributed else "")
+    say(f"training {args.model} on {trainer.device} ({trainer.precision.mode}){processes}, "
+        f"{trainer.steps_per_epoch} steps/epoch, hparams {trainer.hparams}, run dir {trainer.run_dir}")
     for note in trainer.model.notes():
-        print(f"note: {note}")
+        say(f"note: {note}")
     trainer.fit(steps=steps, epochs=args.epochs)
+    if not main_process:  # rank 0 evaluates and draws
+        return 0
     print(f"checkpoint: {trainer.last_checkpoint}")
 
     title = f"{args.model}: test photos -> cartoons (step {trainer.step})"

@@ -13,6 +13,9 @@
   holding models, optimisers, loss scaler, image pools, random states, step and history — loaded
   with ``weights_only=True`` (the format, its readers and :func:`~toonlab.checkpoint.load_trained_model`
   are in :mod:`toonlab.checkpoint`); the run's config is saved beside them as ``config.json``;
+* several processes (``torchrun --nproc_per_node N``): each draws its own slice of every step's
+  batches, gradients and losses are averaged across them, and rank 0 alone writes files
+  (:mod:`toonlab.distributed`);
 * a NaN, infinite or absurd (> ``Trainer.max_loss``) loss stops training with a clear message that
   names the last good checkpoint and its step: the weights are checked before every checkpoint
   write, and a periodic checkpoint is written only once the next step's losses show its weights
@@ -61,6 +64,8 @@ from toonlab.checkpoint import (  # noqa: F401
 from toonlab.config import pick_device, seed_everything
 from toonlab.data import load_datasets
 from toonlab.data.loader import make_loader, steps_per_epoch
+from toonlab.distributed import (World, average_gradients, average_losses, broadcast_from_main, current_world,
+                                 optimizer_parameters, process_seed)
 from toonlab.io import remove_stale_temporaries
 from toonlab.models import build_config, build_model
 from toonlab.models.base import Precision, TranslationModel
@@ -113,6 +118,9 @@ class Trainer:
         sample_every: save a progress grid to ``samples/`` every this many steps (0: never).
         num_workers: data loader worker processes.
         progress: show a tqdm progress bar.
+        world: this process's place in a multi-process run (default: the initialised
+            ``torch.distributed`` process group, else one process). ``model.batch_size`` is then
+            per process; the run's effective batch is ``batch_size * world.size``.
     """
 
     #: a loss term above this (in absolute value) counts as diverged, like NaN; None: only NaN/inf.
@@ -134,7 +142,11 @@ class Trainer:
         sample_every: int = 0,
         num_workers: int = 0,
         progress: bool = True,
+        world: World | None = None,
     ):
+        self.world = world if world is not None else current_world()
+        #: only rank 0 writes checkpoints, samples, history and config (the others compute the same weights)
+        self.writes_files = self.world.is_main
         self.device = pick_device(device)
         self.model = model.to(self.device)
         self.dataset = dataset
@@ -144,16 +156,21 @@ class Trainer:
             self.model.to_memory_format(torch.channels_last)
         self.seed = int(seed)
         self.batch_size = model.batch_size
-        self.steps_per_epoch = steps_per_epoch(dataset, self.batch_size)
+        self.effective_batch_size = self.batch_size * self.world.size
+        self.steps_per_epoch = steps_per_epoch(dataset, self.effective_batch_size)
         self.model.steps_per_epoch = self.steps_per_epoch
+        if self.world.distributed:
+            broadcast_from_main(self.model)
+            self.precision.before_step = lambda optimizer: average_gradients(optimizer_parameters(optimizer), self.world)
         self.run_dir = Path(run_dir).expanduser() if run_dir is not None else None
         self.checkpoint_every = int(checkpoint_every)
         self.keep_checkpoints = bool(keep_checkpoints)
         self.sample_images = sample_images.to(self.device) if sample_images is not None else None
         self.sample_every = int(sample_every)
         self.num_workers = int(num_workers)
-        self.progress = bool(progress)
+        self.progress = bool(progress) and self.world.is_main
         self.step = 0
+        self._seed_this_process()
         self.history: list[dict[str, float]] = []
         self.callbacks: list[StepCallback] = []
         self.last_checkpoint: Path | None = None
@@ -168,7 +185,7 @@ class Trainer:
         self._in_step = False
         #: the checkpoint of the last checkpoint step, written once the next step's losses are finite
         self._pending: dict[str, Any] | None = None
-        if self.run_dir is not None:
+        if self.run_dir is not None and self.writes_files:
             # a kill during an atomic write leaves its temporary file: a new start sweeps them away
             for name in (LATEST, "history.json", "config.json"):
                 folder = self.run_dir / "checkpoints" if name == LATEST else self.run_dir
@@ -193,7 +210,8 @@ class Trainer:
     def _next_batch(self) -> dict[str, torch.Tensor]:
         if self._batches is None or self._batches_step != self.step:
             self._batches = iter(make_loader(self.dataset, self.batch_size, self.seed, self.step,
-                                             self.num_workers, pin_memory=self.device.type == "cuda"))
+                                             self.num_workers, pin_memory=self.device.type == "cuda",
+                                             rank=self.world.rank, world_size=self.world.size))
         batch = next(self._batches)
         self._batches_step = self.step + 1
         out = {}
@@ -234,7 +252,7 @@ class Trainer:
                         bar.set_postfix({k: f"{v:.3f}" for k, v in list(losses.items())[:4]}, refresh=False)
                     if self._stop_requested:
                         raise TrainingInterrupted()
-                    if self.checkpoint_every and self.step % self.checkpoint_every == 0:
+                    if self.checkpoint_every and self.step % self.checkpoint_every == 0 and self.writes_files:
                         self._pending = self._snapshot()
                     if self.sample_every and self.step % self.sample_every == 0:
                         self.save_samples()
@@ -305,6 +323,10 @@ class Trainer:
         self.model.set_learning_rates(self.step, self.steps_per_epoch)
         started = time.perf_counter()
         losses = self.model.train_step(batch, self.precision, self.step)
+        # several processes: the combined batch's losses, and a stop asked of any process stops all after this step
+        losses, self._stop_requested = average_losses(losses, self._stop_requested, self.world)
+        if self.world.distributed:
+            broadcast_from_main(self.model, parameters=False)  # BatchNorm statistics: rank 0's, as in DDP
         self.precision.update()
         limit = self.max_loss
         bad = {k: v for k, v in losses.items() if not math.isfinite(v) or (limit is not None and abs(v) > limit)}
@@ -372,7 +394,7 @@ class Trainer:
 
     def save_samples(self) -> Path | None:
         """Save a two-row grid (photos above, translations below) to ``run_dir/samples/step_XXXXXXXX.png``."""
-        if self.run_dir is None or self.sample_images is None:
+        if self.run_dir is None or self.sample_images is None or not self.writes_files:
             return None
         from torchvision.utils import save_image
 
@@ -393,6 +415,7 @@ class Trainer:
             "step": self.step,
             "seed": self.seed,
             "batch_size": self.batch_size,
+            "world_size": self.world.size,
             "model": self.model.state_dict(),
             "optimizers": {name: opt.state_dict() for name, opt in self.model.optimizers.items()},
             "precision": self.precision.state_dict(),
@@ -408,7 +431,11 @@ class Trainer:
         info = {"kind": self.model.kind, "config": self.model.config_dict(), "seed": self.seed,
                 "device": str(self.device), "precision": self.precision.mode,
                 "channels_last": self.channels_last, "toonlab_version": __version__,
-                "steps_per_epoch": self.steps_per_epoch}
+                "steps_per_epoch": self.steps_per_epoch, "world_size": self.world.size,
+                "batch_size_per_process": self.batch_size, "effective_batch_size": self.effective_batch_size,
+                "lr": self.model.hparams.get("lr")}
+        if not self.writes_files:
+            return self.run_dir / "config.json"
         return atomic_write_text(json.dumps(info, indent=2), self.run_dir / "config.json")
 
     def save_checkpoint(self, path: str | Path | None = None) -> Path:
@@ -444,6 +471,9 @@ class Trainer:
         """
         from toonlab.io import atomic_write_all  # local: the pair's order is this function's business
 
+        if not self.writes_files:  # rank 0 writes this same state
+            self.last_checkpoint, self.last_checkpoint_step = Path(path), int(state["step"])
+            return Path(path)
         files = []
         if self.run_dir is not None:
             history = json.dumps(state["history"]).encode("utf-8")
@@ -489,10 +519,16 @@ class Trainer:
         restore_rng_state(state["rng"])
         self.step = int(state["step"])
         self.seed = int(state["seed"])
+        self._seed_this_process()
         self.history = list(state["history"])
         self.last_checkpoint = path
         self.last_checkpoint_step = self.step
         self._batches = None
+
+    def _seed_this_process(self) -> None:
+        """Ranks above 0 of a multi-process run draw their own random numbers (rank 0 keeps the run's)."""
+        if not self.world.is_main:
+            seed_everything(process_seed(self.seed, self.step, self.world.rank))
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, dataset, **kwargs: Any) -> "Trainer":

@@ -37,16 +37,26 @@ def steps_per_epoch(dataset: UnpairedDataset, batch_size: int) -> int:
 
 
 class UnpairedSampler(Sampler):
-    """Infinite stream of keys ``(i_a, i_b, augmentation_seed)`` starting at ``start_step``."""
+    """Infinite stream of keys ``(i_a, i_b, augmentation_seed)`` starting at ``start_step``.
 
-    def __init__(self, len_a: int, len_b: int, batch_size: int, seed: int = 0, start_step: int = 0):
+    In a run of ``world_size`` processes a step draws ``batch_size * world_size`` samples of the one
+    stream and process ``rank`` takes its own consecutive ``batch_size`` of them: together the
+    processes see exactly the batches of a one-process run at the combined batch size.
+    """
+
+    def __init__(self, len_a: int, len_b: int, batch_size: int, seed: int = 0, start_step: int = 0,
+                 rank: int = 0, world_size: int = 1):
         if len_a < 1 or len_b < 1:
             raise ValueError(f"both domains need images (got {len_a} in A and {len_b} in B)")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} of world size {world_size} is not a valid process")
         self.len_a, self.len_b = int(len_a), int(len_b)
         self.batch_size = int(batch_size)
         self.seed = int(seed)
         self.start_step = int(start_step)
-        self.per_epoch = steps_per_epoch(self, self.batch_size) * self.batch_size
+        self.rank, self.world_size = int(rank), int(world_size)
+        self.step_samples = self.batch_size * self.world_size
+        self.per_epoch = steps_per_epoch(self, self.step_samples) * self.step_samples
         self._perm_epoch = -1
         self._perm: np.ndarray | None = None
 
@@ -64,10 +74,12 @@ class UnpairedSampler(Sampler):
         return i_a, i_b, aug_seed
 
     def __iter__(self) -> Iterator[tuple[int, int, int]]:
-        sample = self.start_step * self.batch_size
+        step = self.start_step
         while True:
-            yield self.key(sample)
-            sample += 1
+            first = step * self.step_samples + self.rank * self.batch_size
+            for sample in range(first, first + self.batch_size):
+                yield self.key(sample)
+            step += 1
 
     def __len__(self) -> int:  # DataLoader asks; the stream is endless
         return 2**62
@@ -80,9 +92,14 @@ def make_loader(
     start_step: int = 0,
     num_workers: int = 0,
     pin_memory: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> DataLoader:
-    """Endless DataLoader of ``{"A", "B"}`` batches; batch ``k`` depends only on ``seed`` and ``k``."""
-    sampler = UnpairedSampler(dataset.len_a, dataset.len_b, batch_size, seed, start_step)
+    """Endless DataLoader of ``{"A", "B"}`` batches; batch ``k`` depends only on ``seed`` and ``k``.
+
+    ``rank``/``world_size``: this process's slice of each step in a multi-process run (:class:`UnpairedSampler`).
+    """
+    sampler = UnpairedSampler(dataset.len_a, dataset.len_b, batch_size, seed, start_step, rank, world_size)
     return DataLoader(
         dataset,
         batch_size=batch_size,

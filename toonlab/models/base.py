@@ -26,6 +26,10 @@ class Precision:
     to float16 and scales the loss. ``auto`` picks bf16 on GPUs that support it, else fp16, and
     fp32 on the CPU. Models call :meth:`autocast` around forward passes and :meth:`step` instead of
     ``loss.backward(); optimizer.step()``; the training loop calls :meth:`update` once per iteration.
+
+    :attr:`before_step`, when set, runs between the backward pass and the optimiser step: the
+    training loop averages the gradients of a multi-process run there (:mod:`toonlab.distributed`),
+    because every update of every model passes through :meth:`step`.
     """
 
     def __init__(self, mode: str = "fp32", device: torch.device | str = "cpu"):
@@ -42,6 +46,8 @@ class Precision:
         self.mode = mode
         self.dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[mode]
         self.scaler = torch.amp.GradScaler("cuda") if mode == "fp16" else None
+        #: called with the optimiser after ``backward`` and before its step (gradient averaging across processes)
+        self.before_step: Callable[[torch.optim.Optimizer], None] | None = None
 
     def autocast(self):
         """Context manager for forward passes (a no-op in fp32)."""
@@ -53,9 +59,13 @@ class Precision:
         """``backward`` + ``optimizer.step`` + ``zero_grad``, through the scaler when there is one."""
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
+            if self.before_step is not None:
+                self.before_step(optimizer)
             self.scaler.step(optimizer)
         else:
             loss.backward()
+            if self.before_step is not None:
+                self.before_step(optimizer)
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
