@@ -253,6 +253,21 @@ class TranslationModel(nn.Module):
     def config_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self.config)
 
+    def compiled_networks(self) -> list[nn.Module]:
+        """The modules the fast path compiles (:meth:`compile_networks`): by default every child network with
+        parameters. A model whose networks are called through methods other than ``forward`` (MUNIT's
+        ``encode``/``decode``) names the parts that are called instead."""
+        return [m for m in self.children() if next(m.parameters(), None) is not None]
+
+    def compile_networks(self, **options: Any) -> None:
+        """``torch.compile`` each of :meth:`compiled_networks` in place (``nn.Module.compile``).
+
+        In place, so the state-dict keys do not change: a checkpoint of a compiled run resumes in
+        eager mode and the other way round (docs/reference.md §6).
+        """
+        for module in self.compiled_networks():
+            module.compile(**options)
+
     def to_memory_format(self, memory_format: torch.memory_format) -> None:
         """Move parameters to ``memory_format`` (``torch.channels_last`` on CUDA)."""
         self.to(memory_format=memory_format)

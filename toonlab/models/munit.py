@@ -786,6 +786,15 @@ class Model(StyleTranslation, TranslationModel):
         return AdaINGen(3, c.dim, c.style_dim, c.mlp_dim, c.n_downsample, c.n_res, c.activ, c.pad_type,
                         content_norm=c.content_norm)
 
+    def compiled_networks(self) -> list[nn.Module]:
+        """The encoders, style MLPs and discriminators (the networks ``encode``/``decode`` and the losses call).
+
+        The decoders stay eager: ``decode`` writes each image's AdaIN parameters into them first,
+        a module mutation that would make the compiled graph retrace at every call.
+        """
+        return [part for gen in (self.gen_a, self.gen_b) for part in (gen.enc_style, gen.enc_content, gen.mlp)] \
+            + [self.dis_a, self.dis_b]
+
     def _make_discriminator(self) -> MultiScaleDiscriminator:
         c = self.config
         return MultiScaleDiscriminator(3, c.dis_dim, c.dis_n_layer, c.dis_num_scales, c.dis_norm, c.dis_activ,
