@@ -2,6 +2,12 @@
 
     python benchmarks/bench_train.py --models cyclegan --presets fast cpu paper --out benchmarks/results/train_cpu.json
     python benchmarks/bench_train.py --device cuda --precision bf16 --channels-last --out benchmarks/results/train_h100.json
+    python benchmarks/bench_train.py --models cyclegan --presets paper --size 64 --fast --out ...
+
+``--fast`` is the training loop's fast path (``toonlab train --fast``): the precision of
+:func:`toonlab.train.fast_precision` (bf16 where the chip computes it natively), and on CUDA
+``torch.compile`` of the networks, fused Adam and cuDNN autotuning; ``--compile`` and
+``--fused-adam`` turn those on alone (on the CPU too).
 
 Each (model, preset) runs in its own subprocess so that the peak memory (CUDA: max allocated;
 CPU: peak resident set size above the idle process) belongs to that configuration alone. Random
@@ -42,7 +48,8 @@ def machine_description(device: str) -> dict:
 
 
 def run_one(model_kind: str, preset: str, device: str, precision: str, channels_last: bool,
-            warmup: int, steps: int, batch_size: int | None) -> dict:
+            warmup: int, steps: int, batch_size: int | None, size: int | None = None, compile: bool = False,
+            fused_adam: bool = False) -> dict:
     import torch
 
     from toonlab.models import build_model
@@ -50,11 +57,21 @@ def run_one(model_kind: str, preset: str, device: str, precision: str, channels_
 
     torch.manual_seed(0)
     overrides = {"batch_size": batch_size} if batch_size else {}
+    if size:
+        overrides["image_size"] = size
     if model_kind == "cartoongan":
         overrides["vgg_weights"] = None  # a random VGG costs the same FLOPs and needs no download
     model = build_model(model_kind, preset, **overrides).to(device)
     if channels_last:
         model.to_memory_format(torch.channels_last)
+    if fused_adam:
+        for optimizer in model.optimizers.values():
+            for group in optimizer.param_groups:
+                group["fused"] = True
+    if compile:
+        model.compile_networks()
+    if device.startswith("cuda") and (compile or fused_adam):
+        torch.backends.cudnn.benchmark = True
     cfg = model.config
     size, batch = int(cfg.image_size), int(cfg.batch_size)
     model.steps_per_epoch = 1000
@@ -72,12 +89,14 @@ def run_one(model_kind: str, preset: str, device: str, precision: str, channels_
         torch.cuda.reset_peak_memory_stats()
     # step index far past any initialisation phase, so the full adversarial step is measured
     step0 = 10**6
+    started = time.perf_counter()
     for i in range(warmup):
         model.set_learning_rates(step0 + i, 1000)
         model.train_step(data, amp, step0 + i)
         amp.update()
     if device.startswith("cuda"):
         torch.cuda.synchronize()
+    warmup_seconds = time.perf_counter() - started
     times = []
     for i in range(steps):
         t0 = time.perf_counter()
@@ -89,7 +108,8 @@ def run_one(model_kind: str, preset: str, device: str, precision: str, channels_
     times.sort()
     result = {
         "model": model_kind, "preset": preset, "image_size": size, "batch_size": batch,
-        "precision": amp.mode, "channels_last": channels_last,
+        "precision": amp.mode, "channels_last": channels_last, "compiled": compile, "fused_adam": fused_adam,
+        "warmup_steps": warmup, "warmup_seconds": warmup_seconds,
         "parameters": sum(p.numel() for p in model.parameters()),
         "steps_timed": steps, "step_seconds_median": times[len(times) // 2], "step_seconds_min": times[0],
         "images_per_second": batch / times[len(times) // 2],
@@ -113,15 +133,27 @@ def main(argv=None) -> int:
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--size", type=int, default=None, help="image size (overrides the preset's)")
+    parser.add_argument("--fast", action="store_true", help="the training loop's fast path (see above)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the networks")
+    parser.add_argument("--fused-adam", action="store_true", help="fused Adam")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--out", default="benchmarks/results/train_cpu.json")
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "PRESET"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.fast:
+        import torch
+
+        from toonlab.train import fast_precision
+
+        cuda = args.device.startswith("cuda")
+        args.precision = fast_precision(torch.device(args.device)) if args.precision == "fp32" else args.precision
+        args.compile, args.fused_adam = args.compile or cuda, args.fused_adam or cuda
 
     if args.one:
         result = run_one(args.one[0], args.one[1], args.device, args.precision, args.channels_last,
-                         args.warmup, args.steps, args.batch_size)
+                         args.warmup, args.steps, args.batch_size, args.size, args.compile, args.fused_adam)
         print(json.dumps(result))
         return 0
 
@@ -134,6 +166,9 @@ def main(argv=None) -> int:
                 cmd.append("--channels-last")
             if args.batch_size:
                 cmd += ["--batch-size", str(args.batch_size)]
+            if args.size:
+                cmd += ["--size", str(args.size)]
+            cmd += ["--compile"] * args.compile + ["--fused-adam"] * args.fused_adam
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
                 print(f"{model_kind}/{preset} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)

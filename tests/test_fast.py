@@ -137,3 +137,29 @@ def test_cli_fast_flag_reaches_the_trainer(tmp_path, capsys):
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["fast"] is True and config["precision"] == fast_precision(torch.device("cpu"))
     assert f"({config['precision']})" in capsys.readouterr().out
+
+
+def test_cli_fast_caches_an_image_folder_and_resumes_without_it(tmp_path, monkeypatch):
+    import toonlab.data
+    from toonlab.cli import main
+
+    caching, load = [], toonlab.data.load_datasets
+
+    def recording_load(*args, cache=False, **kwargs):
+        caching.append(cache)
+        train, test = load(*args, cache=cache, **kwargs)
+        assert (train.cache is not None) == cache
+        return train, test
+
+    monkeypatch.setattr(toonlab.data, "load_datasets", recording_load)
+    data = tmp_path / "data"
+    assert main(["export-synthetic", str(data), "--size", "32", "--train", "4", "--test", "2", "--quiet"]) == 0
+    run = tmp_path / "run"
+    assert main(["train", "cyclegan", "--preset", "fast", "--fast", "--precision", "fp32", "--data", str(data),
+                 "--steps", "2", "--device", "cpu", "--quiet", "--no-eval", "--run-dir", str(run)]) == 0
+    assert json.loads((run / "config.json").read_text())["fast"] is True
+    assert main(["train", "cyclegan", "--resume", str(run), "--data", str(data), "--steps", "1", "--device", "cpu",
+                 "--quiet", "--no-eval"]) == 0
+    state = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
+    assert state["step"] == 3 and json.loads((run / "config.json").read_text())["fast"] is False
+    assert caching == [True, False]

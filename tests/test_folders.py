@@ -368,3 +368,25 @@ def test_synthetic_export_test_split_is_known_to_be_paired(tmp_path):
     assert torch.allclose(test[(1, 1, 0)]["B"], SyntheticPortraits(32, "test").test_batch(2)["B"][1], atol=1 / 127.5 + 1e-6)
     (root / "testB" / "000002.png").rename(root / "testB" / "000009.png")
     assert not UnpairedImageFolder(root, size=32, split="test").paired
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_cached_images_give_the_same_tensors_and_are_decoded_once(tmp_path, split):
+    """cache=True (the fast path's input pipeline): identical samples; a file is read once, then never again."""
+    root = make_dataset(tmp_path, per_folder=3)
+    plain = UnpairedImageFolder(root, size=32, split=split)
+    cached = UnpairedImageFolder(root, size=32, split=split, cache=True)
+    keys = [(i % plain.len_a, (i + 1) % plain.len_b, 100 + i) for i in range(5)]
+    expected = [plain[key] for key in keys]
+    for key, sample in zip(keys, expected):
+        got = cached[key]
+        assert torch.equal(got["A"], sample["A"]) and torch.equal(got["B"], sample["B"])
+    side = cached.load_size if split == "train" else 32
+    assert {pixels.shape for pixels in cached.cache.values()} == {(side, side, 3)}
+    assert all(pixels.dtype == np.uint8 for pixels in cached.cache.values())
+    for path in [*cached.paths_a, *cached.paths_b]:
+        path.unlink()  # cached: the files are not read again
+    for key, sample in zip(keys, expected):
+        got = cached[key]
+        assert torch.equal(got["A"], sample["A"]) and torch.equal(got["B"], sample["B"])
+    assert plain.cache is None

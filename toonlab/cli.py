@@ -206,7 +206,7 @@ def _train(args: argparse.Namespace, world) -> int:
         elif main_process:
             refuse_existing_run(run_dir, args.model, args.overwrite)  # continuing into another run's folder
         size = state["config"]["image_size"]
-        train_set, test_set = load_datasets(args.data, size, state["seed"])
+        train_set, test_set = load_datasets(args.data, size, state["seed"], cache=args.cache_images or args.fast)
         if args.overwrite and main_process:
             clear_run(run_dir)
         samples = sample_photos(test_set) if test_set is not None else None
@@ -225,7 +225,8 @@ def _train(args: argparse.Namespace, world) -> int:
         run_dir = Path(args.run_dir or f"runs/{args.model}-{args.preset or 'default'}")
         if main_process:  # rank 0 owns the run folder
             refuse_existing_run(run_dir, args.model, args.overwrite)
-        train_set, test_set = load_datasets(args.data, int(config.image_size), args.seed)
+        train_set, test_set = load_datasets(args.data, int(config.image_size), args.seed,
+                                            cache=args.cache_images or args.fast)
         if args.overwrite and main_process and (removed := clear_run(run_dir)):
             print(f"--overwrite: deleted the previous run in {run_dir} ({len(removed)} file(s))")
         trainer = make_trainer(args.model, config=config, dataset=train_set, test_dataset=test_set,
@@ -635,7 +636,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "the CPU); bf16 also runs on CPUs. Default fp32 (with --fast: bf16 where the chip has it)")
     p.add_argument("--fast", action="store_true",
                    help="the fast path: bf16 where the chip computes it natively; on CUDA also torch.compile, fused "
-                        "Adam and cuDNN autotuning. Same model, same losses; checkpoints resume either way")
+                        "Adam and cuDNN autotuning; image folders cached in memory. Same model, same losses; "
+                        "checkpoints resume either way")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile the networks (default: with --fast on CUDA; on the CPU it compiles for "
                         "about a minute and measured no faster)")
@@ -650,6 +652,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-checkpoints", action="store_true", help="also keep a copy of every checkpoint")
     p.add_argument("--sample-every", type=int, default=0, help="save a sample grid every N steps")
     p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
+    p.add_argument("--cache-images", action="store_true",
+                   help="keep an image folder's decoded, resized images in memory (on with --fast): later epochs "
+                        "only crop and flip; about load_size^2 x 3 bytes per image")
     p.add_argument("--seed", type=int, default=0,
                    help="the run's one seed: initial weights, data order, built-in data and styles (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

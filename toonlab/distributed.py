@@ -1,4 +1,4 @@
-"""One training run over several processes: ``torchrun --nproc_per_node N toonlab train ...`` (docs/reference.md §6).
+"""One training run over several processes: ``torchrun --nproc_per_node N toonlab train ...`` (docs/performance.md §4.3).
 
 Data-parallel training as DistributedDataParallel does it: every process holds a full replica of
 the model, rank 0's weights are broadcast once at the start, each process draws its own slice of

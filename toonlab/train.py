@@ -15,7 +15,7 @@
   are in :mod:`toonlab.checkpoint`); the run's config is saved beside them as ``config.json``;
 * a fast path (``fast=True``, ``toonlab train --fast``): bf16 autocast where the chip computes
   it natively, ``torch.compile`` of the networks and fused Adam on CUDA, cuDNN autotuning -- the same
-  model and losses, only faster (docs/reference.md §6);
+  model and losses, only faster (docs/performance.md §4.3);
 * several processes (``torchrun --nproc_per_node N``): each draws its own slice of every step's
   batches, gradients and losses are averaged across them, and rank 0 alone writes files
   (:mod:`toonlab.distributed`);
@@ -124,7 +124,7 @@ class Trainer:
         fast: the fast path: precision defaults to :func:`fast_precision` (bf16 where the device
             computes it natively), and on CUDA the networks are compiled, Adam is fused and cuDNN
             autotunes (not bit-reproducible). Off by default: on the CPU only bf16 pays (measured,
-            docs/reference.md §6).
+            docs/performance.md §4.3).
         compile: ``torch.compile`` the networks (:meth:`TranslationModel.compile_networks`);
             default: with ``fast`` on CUDA. On the CPU it compiles for about a minute and measured no faster.
         fused_adam: fused Adam (one kernel for all parameters); default: with ``fast`` on CUDA.

@@ -9,13 +9,14 @@ from __future__ import annotations
 DEFAULT_DATA = "synthetic"
 
 
-def load_datasets(data: str = DEFAULT_DATA, size: int = 64, seed: int = 0):
+def load_datasets(data: str = DEFAULT_DATA, size: int = 64, seed: int = 0, cache: bool = False):
     """The training and test datasets of ``data``, as ``(train, test)``.
 
     ``data``: ``"synthetic"`` for the built-in synthetic portraits at ``size`` px (identities drawn
     from ``seed``; the test split pairs each photo with its true cartoon), or a folder in the
     CycleGAN layout ``trainA trainB [testA testB]`` read at ``size`` px (``test`` is None without
-    the test folders).
+    the test folders). ``cache``: keep a folder's decoded, resized images in memory
+    (:class:`~toonlab.data.folders.UnpairedImageFolder`); the synthetic portraits are drawn anew.
     """
     if data == "synthetic":
         from toonlab.data.synthetic import SyntheticPortraits
@@ -23,7 +24,7 @@ def load_datasets(data: str = DEFAULT_DATA, size: int = 64, seed: int = 0):
         return SyntheticPortraits(size=size, split="train", seed=seed), SyntheticPortraits(size=size, split="test", seed=seed)
     from toonlab.data.folders import UnpairedImageFolder
 
-    train = UnpairedImageFolder(data, size=size, split="train")
+    train = UnpairedImageFolder(data, size=size, split="train", cache=cache)
     try:
         test = UnpairedImageFolder(data, size=size, split="test")
     except ValueError:

@@ -263,7 +263,7 @@ class TranslationModel(nn.Module):
         """``torch.compile`` each of :meth:`compiled_networks` in place (``nn.Module.compile``).
 
         In place, so the state-dict keys do not change: a checkpoint of a compiled run resumes in
-        eager mode and the other way round (docs/reference.md §6).
+        eager mode and the other way round (docs/performance.md §4.3).
         """
         for module in self.compiled_networks():
             module.compile(**options)
