@@ -93,10 +93,16 @@ def eval_forward(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
         net.train(was_training)
 
 
-def loss_floats(values: Mapping[str, torch.Tensor]) -> dict[str, float]:
-    """Loss tensors -> Python floats with one device sync (what :meth:`TranslationModel.train_step` returns)."""
-    numbers = torch.stack([v.detach().float() for v in values.values()]).cpu().tolist()
-    return dict(zip(values, numbers))
+def loss_floats(values: Mapping[str, torch.Tensor | float | None]) -> dict[str, float]:
+    """Loss tensors -> Python floats with one device sync (what :meth:`TranslationModel.train_step` returns).
+
+    One sync, not one per term: on a GPU each ``float(tensor)`` waits for the device, and a step of
+    small kernels is bound by such waits. ``None`` (a term switched off) and plain numbers pass as floats.
+    """
+    tensors = {k: v for k, v in values.items() if isinstance(v, torch.Tensor)}
+    numbers = dict(zip(tensors, torch.stack([v.detach().float().reshape(()) for v in tensors.values()]).cpu().tolist())) \
+        if tensors else {}
+    return {k: numbers[k] if k in numbers else (0.0 if v is None else float(v)) for k, v in values.items()}
 
 
 class TranslationModel(nn.Module):
