@@ -163,3 +163,45 @@ def test_cli_fast_caches_an_image_folder_and_resumes_without_it(tmp_path, monkey
     state = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
     assert state["step"] == 3 and json.loads((run / "config.json").read_text())["fast"] is False
     assert caching == [True, False]
+
+
+def test_losses_read_back_in_bulk_give_the_same_history(tmp_path):
+    """read_losses_every=4 (the fast path's CUDA default is 10): train_step returns device tensors, the loop reads
+    them four steps at a time, and history, checkpoint and weights are those of reading every step."""
+    every = cyclegan_trainer(tmp_path / "every", checkpoint_every=3)
+    bulk = cyclegan_trainer(tmp_path / "bulk", checkpoint_every=3, read_losses_every=4)
+    assert bulk.model.defer_loss_readback and not every.model.defer_loss_readback
+    bulk.fit(1)
+    assert len(bulk.history) == 1  # the end of fit reads what is left
+    bulk._train_one_step()
+    assert len(bulk.history) == 1 and isinstance(bulk._unread[0][1]["G_total"], torch.Tensor)
+    bulk.fit(5)
+    every.fit(7)
+    assert [h["step"] for h in bulk.history] == list(range(1, 8)) and not bulk._unread
+    for a, b in zip(bulk.history, every.history, strict=True):
+        assert {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}
+    saved = torch.load(tmp_path / "bulk" / "checkpoints" / "latest.pt", weights_only=True)
+    assert saved["step"] == 7 and len(saved["history"]) == 7
+    for name, value in every.model.state_dict().items():
+        assert torch.equal(bulk.model.state_dict()[name], value), name
+    assert json.loads((tmp_path / "bulk" / "config.json").read_text())["read_losses_every"] == 4
+
+
+def test_a_nan_read_back_late_names_its_own_step_and_keeps_the_checked_checkpoint(tmp_path):
+    from toonlab.train import TrainingDiverged
+
+    trainer = cyclegan_trainer(tmp_path, checkpoint_every=2, read_losses_every=5)
+    real_step = trainer.model.train_step
+
+    def poisoned(batch, precision, step):
+        losses = real_step(batch, precision, step)
+        return {**losses, "G_total": losses["G_total"] * float("nan")} if step >= 3 else losses
+
+    trainer.model.train_step = poisoned
+    with pytest.raises(TrainingDiverged, match="diverged at step 3: G_total=nan") as caught:
+        trainer.fit(8)
+    # found when the step-4 checkpoint read the losses back: that checkpoint is not written, step 2's is kept
+    assert "the last good checkpoint is" in str(caught.value) and "(step 2)" in str(caught.value)
+    assert trainer.step == 3 and [h["step"] for h in trainer.history] == [1, 2, 3]
+    kept = torch.load(tmp_path / "checkpoints" / "latest.pt", weights_only=True)
+    assert kept["step"] == 2 and len(kept["history"]) == 2

@@ -71,7 +71,7 @@ from toonlab.distributed import (World, average_gradients, average_losses, broad
                                  optimizer_parameters, process_seed)
 from toonlab.io import remove_stale_temporaries
 from toonlab.models import build_config, build_model
-from toonlab.models.base import Precision, TranslationModel
+from toonlab.models.base import Precision, TranslationModel, loss_floats
 
 
 class TrainingDiverged(RuntimeError):
@@ -88,6 +88,11 @@ class TrainingInterrupted(KeyboardInterrupt):
         super().__init__(message)
         self.signal = int(signum)
 
+
+#: steps whose losses the fast path on CUDA reads back at once (one device sync instead of one per step)
+FAST_READ_LOSSES_EVERY = 10
+#: loss terms shown beside the progress bar
+PROGRESS_TERMS = 4
 
 #: signals that mean "stop after this step" during :meth:`Trainer.fit`
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM") if hasattr(signal, name))
@@ -128,6 +133,10 @@ class Trainer:
         compile: ``torch.compile`` the networks (:meth:`TranslationModel.compile_networks`);
             default: with ``fast`` on CUDA. On the CPU it compiles for about a minute and measured no faster.
         fused_adam: fused Adam (one kernel for all parameters); default: with ``fast`` on CUDA.
+        read_losses_every: read the losses back from the device every this many steps (a step then
+            never waits for the GPU); default 1, and :data:`FAST_READ_LOSSES_EVERY` with ``fast`` on
+            CUDA. The NaN guard checks every step's losses when they are read, and always before a
+            checkpoint is written; widgets (callbacks) get every step at once.
         world: this process's place in a multi-process run (default: the initialised
             ``torch.distributed`` process group, else one process). ``model.batch_size`` is then
             per process; the run's effective batch is ``batch_size * world.size``.
@@ -155,6 +164,7 @@ class Trainer:
         fast: bool = False,
         compile: bool | None = None,
         fused_adam: bool | None = None,
+        read_losses_every: int | None = None,
         world: World | None = None,
     ):
         self.world = world if world is not None else current_world()
@@ -209,6 +219,14 @@ class Trainer:
         self._in_step = False
         #: the checkpoint of the last checkpoint step, written once the next step's losses are finite
         self._pending: dict[str, Any] | None = None
+        #: (step, losses, lr, seconds) of the steps whose losses are not read back yet
+        self._unread: list[tuple[int, dict[str, Any], float, float]] = []
+        cuda_fast = self.fast and self.device.type == "cuda" and not self.world.distributed
+        self.read_losses_every = max(1, int(read_losses_every if read_losses_every is not None
+                                            else FAST_READ_LOSSES_EVERY if cuda_fast else 1))
+        if self.world.distributed:
+            self.read_losses_every = 1  # the processes average their losses every step (the stop flag rides along)
+        self.model.defer_loss_readback = self.read_losses_every > 1
         if self.run_dir is not None and self.writes_files:
             # a kill during an atomic write leaves its temporary file: a new start sweeps them away
             for name in (LATEST, "history.json", "config.json"):
@@ -267,13 +285,15 @@ class Trainer:
         try:
             with self._interrupt_guard():
                 while self.step < target:
-                    losses = self._train_one_step()
+                    self._train_one_step()
                     # this step's losses are finite, so the weights they came from (those of the checkpoint
                     # taken after the previous step) are good: only now is that checkpoint written
                     self._write_pending()
                     if bar is not None:
                         bar.update(1)
-                        bar.set_postfix({k: f"{v:.3f}" for k, v in list(losses.items())[:4]}, refresh=False)
+                        if not self._unread and self.history:
+                            shown = [k for k in self.history[-1] if k not in ("step", "lr", "seconds")][:PROGRESS_TERMS]
+                            bar.set_postfix({k: f"{self.history[-1][k]:.3f}" for k in shown}, refresh=False)
                     if self._stop_requested:
                         raise TrainingInterrupted()
                     if self.checkpoint_every and self.step % self.checkpoint_every == 0 and self.writes_files:
@@ -297,6 +317,7 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
+        self._read_losses()
         self._pending = None
         if self.run_dir is not None and steps > 0:
             self.save_checkpoint()
@@ -340,9 +361,9 @@ class Trainer:
         return (f"Try a lower learning rate (now {lr}), precision='fp32', or smaller loss weights"
                 + (f", then resume with {resume}" if resume else ", then train again") + ".")
 
-    def _train_one_step(self) -> dict[str, float]:
+    def _train_one_step(self) -> None:
+        """One step; its losses are read back now, or with the next ones (:attr:`read_losses_every`)."""
         self._in_step = True
-        checkpointed = self._pending["step"] if self._pending is not None else None
         batch = self._next_batch()
         self.model.set_learning_rates(self.step, self.steps_per_epoch)
         started = time.perf_counter()
@@ -352,28 +373,47 @@ class Trainer:
         if self.world.distributed:
             broadcast_from_main(self.model, parameters=False)  # BatchNorm statistics: rank 0's, as in DDP
         self.precision.update()
-        limit = self.max_loss
-        bad = {k: v for k, v in losses.items() if not math.isfinite(v) or (limit is not None and abs(v) > limit)}
-        if bad:
-            names = ", ".join(f"{k}={v:.4g}" for k, v in bad.items())
-            if limit is not None and all(math.isfinite(v) for v in bad.values()):
-                names += f" (a loss above {limit:g} counts as diverged: Trainer.max_loss)"
-            self._pending = None
-            dropped = f"the checkpoint of step {checkpointed} was not written (its weights gave these losses); " \
-                if checkpointed is not None else ""
-            raise TrainingDiverged(
-                f"{self.model.kind} training diverged at step {self.step}: {names}. Training stopped; "
-                f"{dropped}{self._kept_text()}. {self._diverged_advice()}"
-            )
-        self.step += 1
         lr = next(iter(self.model.optimizers.values())).param_groups[0]["lr"] if self.model.optimizers else 0.0
-        entry = {"step": self.step, **{k: float(v) for k, v in losses.items()}, "lr": float(lr),
-                 "seconds": time.perf_counter() - started}
-        self.history.append(entry)
+        self._unread.append((self.step, losses, float(lr), time.perf_counter() - started))
+        self.step += 1
         self._in_step = False
-        for callback in self.callbacks:
-            callback(self, entry)
-        return losses
+        # read now when the next write needs this step checked (a pending checkpoint), when someone
+        # watches every step (callbacks: the widgets) or is stopping, else every read_losses_every steps
+        if len(self._unread) >= self.read_losses_every or self._pending is not None or self.callbacks \
+                or self._stop_requested:
+            self._read_losses()
+
+    def _read_losses(self) -> None:
+        """Read back the losses of the steps not read yet (one device sync), check them, add them to the history.
+
+        A NaN, infinite or absurd loss raises :class:`TrainingDiverged` naming its step (``step`` is
+        set back to it, as when losses are read every step).
+        """
+        unread, self._unread = self._unread, []
+        if not unread:
+            return
+        floats = loss_floats({(i, k): v for i, (_, losses, _, _) in enumerate(unread) for k, v in losses.items()})
+        checkpointed = self._pending["step"] if self._pending is not None else None
+        limit = self.max_loss
+        for i, (step, losses, lr, seconds) in enumerate(unread):
+            values = {k: floats[(i, k)] for k in losses}
+            bad = {k: v for k, v in values.items() if not math.isfinite(v) or (limit is not None and abs(v) > limit)}
+            if bad:
+                self.step = step
+                names = ", ".join(f"{k}={v:.4g}" for k, v in bad.items())
+                if limit is not None and all(math.isfinite(v) for v in bad.values()):
+                    names += f" (a loss above {limit:g} counts as diverged: Trainer.max_loss)"
+                self._pending = None
+                dropped = f"the checkpoint of step {checkpointed} was not written (its weights gave these losses); " \
+                    if checkpointed is not None else ""
+                raise TrainingDiverged(
+                    f"{self.model.kind} training diverged at step {step}: {names}. Training stopped; "
+                    f"{dropped}{self._kept_text()}. {self._diverged_advice()}"
+                )
+            entry = {"step": step + 1, **values, "lr": lr, "seconds": seconds}
+            self.history.append(entry)
+            for callback in self.callbacks:
+                callback(self, entry)
 
     @contextlib.contextmanager
     def _interrupt_guard(self):
@@ -430,6 +470,7 @@ class Trainer:
 
     # -- checkpoints --------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        self._read_losses()  # the history it holds is complete (and every step in it checked)
         return {
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
@@ -458,7 +499,7 @@ class Trainer:
                 "steps_per_epoch": self.steps_per_epoch, "world_size": self.world.size,
                 "batch_size_per_process": self.batch_size, "effective_batch_size": self.effective_batch_size,
                 "lr": self.model.hparams.get("lr"), "fast": self.fast, "compiled": self.compiled,
-                "fused_adam": self.fused_adam}
+                "fused_adam": self.fused_adam, "read_losses_every": self.read_losses_every}
         if not self.writes_files:
             return self.run_dir / "config.json"
         return atomic_write_text(json.dumps(info, indent=2), self.run_dir / "config.json")

@@ -130,6 +130,8 @@ class TranslationModel(nn.Module):
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         #: set by the training loop from the dataset before training (epoch-based schedules use it)
         self.steps_per_epoch: int = 1
+        #: set by the training loop's fast path on CUDA: :meth:`loss_readout` then leaves the losses on the device
+        self.defer_loss_readback: bool = False
 
     # -- what the training loop calls -------------------------------------------------------
     def train_step(self, batch: dict[str, torch.Tensor], precision: Precision, step: int) -> dict[str, float]:
@@ -138,6 +140,18 @@ class TranslationModel(nn.Module):
         Returns the loss terms as Python floats (they go into the history and the progress bar).
         """
         raise NotImplementedError
+
+    def loss_readout(self, values: Mapping[str, torch.Tensor | float | None]) -> dict[str, Any]:
+        """What :meth:`train_step` returns: :func:`loss_floats` (one device sync per step).
+
+        With :attr:`defer_loss_readback` (the fast path on CUDA) the terms stay detached tensors on
+        the device and the loop reads the losses of several steps back at once: a step then never
+        waits for the GPU to finish (docs/performance.md §4.3). ``None`` (a term switched off) is 0.
+        """
+        if not self.defer_loss_readback:
+            return loss_floats(values)
+        return {k: v.detach().float() if isinstance(v, torch.Tensor) else (0.0 if v is None else float(v))
+                for k, v in values.items()}
 
     def optimizer_step(self, optimizer: str, losses_of: Callable[..., dict[str, torch.Tensor]], total: str,
                        precision: Precision, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:

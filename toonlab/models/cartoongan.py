@@ -44,7 +44,7 @@ from toonlab.losses import (
     load_vgg_features,
     torchvision_vgg_file,
 )
-from toonlab.models.base import Precision, TranslationModel, eval_forward, loss_floats
+from toonlab.models.base import Precision, TranslationModel, eval_forward
 from toonlab.nn import (
     FrozenNets,
     ImagePool,
@@ -504,7 +504,7 @@ class Model(TranslationModel):
                 content = content_loss(features, photos, generated)
                 total = c.content_weight * content
             precision.step(total, self.optimizers["G"])
-            return loss_floats({**dict.fromkeys(self.loss_names), "content": content, "G_total": total})
+            return self.loss_readout({**dict.fromkeys(self.loss_names), "content": content, "G_total": total})
 
         missing = [k for k in ("B", "B_smooth") if k not in batch]
         if missing:
@@ -533,7 +533,7 @@ class Model(TranslationModel):
             d_total = (d_real + d_fake + d_smooth) / 3
         precision.step(d_total, self.optimizers["D"])
         values = (content, adversarial, g_total, d_real, d_fake, d_smooth, d_total, flat)
-        return loss_floats(dict(zip(self.loss_names, values)))
+        return self.loss_readout(dict(zip(self.loss_names, values)))
 
     def wrap_dataset(self, dataset):
         """``dataset`` with edge-smoothed cartoons (``"B_smooth"``), as the training loop needs."""

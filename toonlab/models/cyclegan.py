@@ -28,7 +28,7 @@ from torch import nn
 from toonlab.config import check_at_least
 from toonlab.hub import describe_keys, drop_stale_norm_buffers, strip_wrapper_prefixes
 from toonlab.losses import GAN_MODES, GANLoss, colour_anchor_loss, flatness_loss
-from toonlab.models.base import Precision, TranslationModel, eval_forward, loss_floats
+from toonlab.models.base import Precision, TranslationModel, eval_forward
 from toonlab.nn import (
     NORMS,
     PADDINGS,
@@ -495,7 +495,7 @@ class Model(TranslationModel):
 
         values = (loss_adv_A, loss_adv_B, loss_cycle_A, loss_cycle_B, loss_idt_A, loss_idt_B, loss_colour, loss_flat,
                   loss_G, loss_D_A, loss_D_B)
-        return loss_floats({**dict(zip(self.loss_names, values)), "warmup": None})
+        return self.loss_readout({**dict(zip(self.loss_names, values)), "warmup": None})
 
     def _cycle_input(self, fake: torch.Tensor) -> torch.Tensor:
         """The translation on its way back: with ``cycle_noise`` > 0, plus Gaussian noise of that std."""
@@ -513,9 +513,7 @@ class Model(TranslationModel):
         with precision.autocast():
             loss = F.l1_loss(self.G_A(real_A).float(), real_A.float()) + F.l1_loss(self.G_B(real_B).float(), real_B.float())
         precision.step(loss, self.optimizers["G"])
-        losses = dict.fromkeys(self.loss_names, 0.0)
-        losses["G_total"] = losses["warmup"] = float(loss.detach())
-        return losses
+        return self.loss_readout({**dict.fromkeys(self.loss_names), "G_total": loss, "warmup": loss})
 
     @torch.no_grad()
     def translate(self, x: torch.Tensor, direction: str = "AtoB") -> torch.Tensor:

@@ -33,7 +33,7 @@ from torch import nn
 from toonlab.config import check_at_least
 from toonlab.hub import describe_keys, drop_stale_norm_buffers, strip_wrapper_prefixes
 from toonlab.losses import GAN_MODES, GANLoss, VGGFeatures, colour_anchor_loss, load_vgg_trunk
-from toonlab.models.base import Precision, TranslationModel, loss_floats
+from toonlab.models.base import Precision, TranslationModel
 from toonlab.nn import (
     PADDINGS,
     AdaptiveInstanceNorm2d,
@@ -970,10 +970,10 @@ class Model(StyleTranslation, TranslationModel):
         x_a, x_b = batch["A"], batch["B"]
         styles = self.training_styles(x_a.size(0), x_b.size(0), step)
         if step < self.config.warmup_steps:
-            return loss_floats(self.warmup_update(x_a, x_b, styles["gen_a"], styles["gen_b"], precision))
+            return self.loss_readout(self.warmup_update(x_a, x_b, styles["gen_a"], styles["gen_b"], precision))
         dis = self.dis_update(x_a, x_b, styles["dis_a"], styles["dis_b"], precision)
         gen = self.gen_update(x_a, x_b, styles["gen_a"], styles["gen_b"], precision)
-        return loss_floats({"D_total": dis["D_total"], **{k: v for k, v in gen.items() if k != "G_total"},
+        return self.loss_readout({"D_total": dis["D_total"], **{k: v for k, v in gen.items() if k != "G_total"},
                            "G_total": gen["G_total"]})
 
     def forward(self, x: torch.Tensor, direction: str = "AtoB") -> torch.Tensor:

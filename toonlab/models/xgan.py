@@ -40,7 +40,7 @@ from torch import nn
 
 from toonlab.config import check_at_least
 from toonlab.losses import GAN_MODES, GANLoss, colour_anchor_loss, flatness_loss
-from toonlab.models.base import Precision, TranslationModel, loss_floats
+from toonlab.models.base import Precision, TranslationModel
 from toonlab.nn import FrozenNets, init_weights, make_activation, make_norm, set_requires_grad
 
 DIRECTIONS = ("AtoB", "BtoA")
@@ -659,7 +659,7 @@ class Model(TranslationModel):
         """
         x_a, x_b = batch["A"], batch["B"]
         if step < self.config.warmup_steps:
-            return loss_floats(self.optimizer_step("G", self.warmup_losses, "G_total", precision, x_a, x_b))
+            return self.loss_readout(self.optimizer_step("G", self.warmup_losses, "G_total", precision, x_a, x_b))
         dis = self.dis_update(x_a, x_b, precision)
         gen = self.gen_update(x_a, x_b, precision)
-        return loss_floats({"D_total": dis["D_total"], **gen})
+        return self.loss_readout({"D_total": dis["D_total"], **gen})
