@@ -119,3 +119,23 @@ def test_console_script_is_installed():
     exe = shutil.which("toonlab") or str(__import__("pathlib").Path(sys.executable).parent / "toonlab")
     proc = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "export-synthetic" in proc.stdout
+
+
+def test_resume_reads_the_checkpoint_once(tmp_path, monkeypatch):
+    import toonlab.checkpoint
+    import toonlab.train
+    from toonlab.cli import main
+
+    run = tmp_path / "run"
+    common = ["--steps", "1", "--device", "cpu", "--quiet", "--no-eval"]
+    assert main(["train", "cyclegan", "--preset", "fast", "--run-dir", str(run), *common]) == 0
+    reads, read = [], toonlab.checkpoint.read_checkpoint
+
+    def counting_read(path, *args, **kwargs):
+        reads.append(path)
+        return read(path, *args, **kwargs)
+
+    monkeypatch.setattr(toonlab.checkpoint, "read_checkpoint", counting_read)
+    monkeypatch.setattr(toonlab.train, "read_checkpoint", counting_read)
+    assert main(["train", "cyclegan", "--resume", str(run), *common]) == 0
+    assert len(reads) == 1  # checked by the CLI, then handed to Trainer.from_checkpoint

@@ -210,7 +210,7 @@ def _train(args: argparse.Namespace, world) -> int:
         if args.overwrite and main_process:
             clear_run(run_dir)
         samples = sample_photos(test_set) if test_set is not None else None
-        trainer = Trainer.from_checkpoint(args.resume, train_set, run_dir=run_dir, sample_images=samples,
+        trainer = Trainer.from_checkpoint(args.resume, train_set, state=state, run_dir=run_dir, sample_images=samples,
                                           **trainer_kwargs)
         say(f"resumed {args.model} at step {trainer.step} from {trainer.last_checkpoint}")
         if state.get("world_size", 1) != trainer.world.size:

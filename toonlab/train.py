@@ -652,16 +652,19 @@ class Trainer:
             seed_everything(process_seed(self.seed, self.step, self.world.rank))
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, dataset, **kwargs: Any) -> "Trainer":
+    def from_checkpoint(cls, path: str | Path, dataset, state: dict[str, Any] | None = None,
+                        **kwargs: Any) -> "Trainer":
         """A trainer whose model is rebuilt from the checkpoint's config, then resumed from it.
 
         ``path``: a checkpoint file or a run folder (its ``checkpoints/latest.pt``). ``dataset`` is
         wrapped for the model as :func:`make_trainer` does (CartoonGAN's edge-smoothed cartoons);
-        ``kwargs`` go to :class:`Trainer` (``seed`` defaults to the checkpoint's).
+        ``state``: the checkpoint already read from ``path`` (the CLI checks it first; read once,
+        not twice); ``kwargs`` go to :class:`Trainer` (``seed`` defaults to the checkpoint's).
         """
         path = resolve_checkpoint_path(path)
-        state = read_checkpoint(path)
-        check_resumable(state, path)
+        if state is None:
+            state = read_checkpoint(path)
+            check_resumable(state, path)
         model = build_model(state["kind"], config=config_from_dict(state["kind"], state["config"]))
         kwargs.setdefault("seed", state["seed"])
         trainer = cls(model, prepare_dataset_for(model, dataset), **kwargs)
