@@ -96,6 +96,10 @@ def test_existing_outputs_are_kept_unless_overwrite(astronaut, tmp_path, capsys)
     before = mine.read_bytes()
     assert main(["cartoonize", str(astronaut), "--out", str(out), "--model", "classical"]) == 0
     assert mine.read_bytes() == before and "kept" in capsys.readouterr().out
+    sheet = out / "astronaut_face1_sheet.png"
+    sheet_bytes = sheet.read_bytes()
+    assert main(["cartoonize", str(astronaut), "--out", str(out), "--model", "classical"]) == 0
+    assert sheet.read_bytes() == sheet_bytes and f"kept {sheet}" in capsys.readouterr().out  # said, not silent
     assert main(["cartoonize", str(astronaut), "--out", str(out), "--model", "classical", "--overwrite"]) == 0
     assert mine.read_bytes() != before
 

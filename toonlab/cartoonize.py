@@ -230,7 +230,9 @@ def cartoonize(photos: Sequence[str | Path], out: str | Path, models: Sequence[s
                 picture.save(path)
                 report.written.append(path)
             sheet = out / f"{stem}_sheet.png"
-            if overwrite or not sheet.exists():
+            if sheet.exists() and not overwrite:
+                say(f"kept {sheet} (exists; --overwrite replaces it)")
+            else:
                 figure = viz.image_strip(columns, title=f"{photo.name}, face {number}"
                                          + ("" if face.eyes else " (no eyes found: not levelled)"))
                 viz.save_figure(figure, sheet)
