@@ -59,6 +59,7 @@ def test_fast_path_on_cuda_trains_like_eager_fp32(kind, tmp_path):
     eager = make_trainer(kind, "fast", device="cuda", progress=False, n_samples=2)
     fast = make_trainer(kind, "fast", device="cuda", fast=True, progress=False, run_dir=tmp_path, n_samples=2)
     assert fast.compiled and fast.fused_adam and fast.read_losses_every > 1 and fast.precision.mode in ("bf16", "fp16")
+    assert fast.channels_last == (kind in ("cyclegan", "cartoongan"))
     eager.fit(steps)
     fast.fit(steps)
     assert len(fast.history) == steps and all(math.isfinite(v) for h in fast.history for v in h.values())

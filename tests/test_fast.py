@@ -141,7 +141,9 @@ def test_fast_on_the_cpu_measures_which_precision_is_faster_and_changes_nothing_
 
 def test_an_explicit_precision_wins_over_the_fast_default():
     trainer = cyclegan_trainer(fast=True, precision="fp32")
-    assert trainer.precision.mode == "fp32"
+    assert trainer.precision.mode == "fp32" and trainer.precision_timings is None
+    assert not trainer.channels_last  # channels_last only on CUDA, and only where it helps
+    assert cyclegan_trainer(fast=True, precision="fp32", channels_last=True).channels_last
     assert fast_precision(torch.device("meta")) == "fp32"
 
 

@@ -639,9 +639,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "Adam and cuDNN autotuning; image folders cached in memory. Same model, same losses; "
                         "checkpoints resume either way")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                   help="torch.compile the networks (default: with --fast on CUDA; on the CPU it compiles for "
-                        "about a minute and measured no faster)")
-    p.add_argument("--channels-last", action="store_true", help="NHWC memory format (faster convolutions on CUDA)")
+                   help="torch.compile the networks (default: with --fast on CUDA; on the CPU it measured faster "
+                        "for CycleGAN and CartoonGAN after seconds to minutes of compiling; needs a C++ compiler)")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="NHWC memory format (faster convolutions on CUDA; default: with --fast on CUDA for CycleGAN "
+                        "and CartoonGAN, where it measured faster)")
     p.add_argument("--run-dir", help="folder for checkpoints, samples and pictures (default runs/MODEL-PRESET); "
                                      "one that already holds a checkpoint is refused without --resume or --overwrite")
     p.add_argument("--resume", metavar="CHECKPOINT_OR_RUN_DIR", help="continue a run from its checkpoint")

@@ -123,7 +123,8 @@ class Trainer:
         dataset: an :class:`~toonlab.data.loader.UnpairedImages` (synthetic portraits, image folders ...).
         device: ``None``/``"auto"`` for CUDA when present, else CPU; or any torch device string.
         precision: ``fp32``, ``bf16``, ``fp16`` or ``auto`` (bf16/fp16 on CUDA, fp32 on CPU); default fp32 (with ``fast``: :func:`fast_precision`).
-        channels_last: use the NHWC memory format (helps convolutions on CUDA tensor cores).
+        channels_last: use the NHWC memory format (helps convolutions on CUDA tensor cores); default:
+            with ``fast`` on CUDA for the models it speeds up (:attr:`TranslationModel.channels_last_helps`).
         seed: seed of the data stream (and of the global RNGs when ``seed_globals``).
         run_dir: where ``checkpoints/``, ``samples/``, ``config.json`` and ``history.json`` go; ``None`` keeps nothing on disk.
         checkpoint_every: write ``checkpoints/latest.pt`` every this many steps (0: only at the end / on interrupt).
@@ -133,11 +134,12 @@ class Trainer:
         num_workers: data loader worker processes.
         progress: show a tqdm progress bar.
         fast: the fast path: precision defaults to :func:`fast_precision` (bf16 where the device
-            computes it natively; on a CPU only where a few timed steps show it is faster), and on CUDA the networks are compiled, Adam is fused and cuDNN
-            autotunes (not bit-reproducible). Off by default: on the CPU only bf16 pays (measured,
-            docs/performance.md §4.3).
+            computes it natively; on a CPU only where a few timed steps show it is faster), and on CUDA the
+            networks are compiled, Adam is fused, cuDNN autotunes (not bit-reproducible) and models that
+            gain from it use channels_last. Off by default (measured speed-ups: docs/performance.md §4.3).
         compile: ``torch.compile`` the networks (:meth:`TranslationModel.compile_networks`);
-            default: with ``fast`` on CUDA. On the CPU it compiles for about a minute and measured no faster.
+            default: with ``fast`` on CUDA. On the CPU it adds to bf16 for CycleGAN and CartoonGAN only,
+            after seconds to minutes of compiling, so there it is asked for on its own.
         fused_adam: fused Adam (one kernel for all parameters); default: with ``fast`` on CUDA.
         read_losses_every: read the losses back from the device every this many steps (a step then
             never waits for the GPU); default 1, and :data:`FAST_READ_LOSSES_EVERY` with ``fast`` on
@@ -158,7 +160,7 @@ class Trainer:
         dataset,
         device: str | torch.device | None = None,
         precision: str | None = None,
-        channels_last: bool = False,
+        channels_last: bool | None = None,
         seed: int = 0,
         run_dir: str | Path | None = None,
         checkpoint_every: int = 0,
@@ -189,7 +191,8 @@ class Trainer:
         if self.fast and self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
             torch.backends.cudnn.deterministic = False
-        self.channels_last = bool(channels_last)
+        self.channels_last = (self.fast and self.device.type == "cuda" and model.channels_last_helps) \
+            if channels_last is None else bool(channels_last)
         if self.channels_last:
             self.model.to_memory_format(torch.channels_last)
         self._set_optimizer_options()
