@@ -94,7 +94,7 @@ class TrainingInterrupted(KeyboardInterrupt):
 #: steps whose losses the fast path on CUDA reads back at once (one device sync instead of one per step)
 FAST_READ_LOSSES_EVERY = 10
 #: timed steps per precision when the fast path measures the CPU's faster precision (after one warm-up step)
-PRECISION_TIMING_STEPS = 2
+PRECISION_TIMING_STEPS = 3
 #: the step index those timing steps run at: past every warm-up and initialisation phase, like most of a run
 PRECISION_TIMING_STEP = 10**6
 #: loss terms shown beside the progress bar
