@@ -91,7 +91,7 @@ def run_one(model_kind: str, preset: str, device: str, precision: str, channels_
     step0 = 10**6
     started = time.perf_counter()
     for i in range(warmup):
-        model.set_learning_rates(step0 + i, 1000)
+        model.set_learning_rates(step0 + i)
         model.train_step(data, amp, step0 + i)
         amp.update()
     if device.startswith("cuda"):

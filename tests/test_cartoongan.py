@@ -220,21 +220,21 @@ def test_learning_rates_per_phase_with_linear_decay():
     config = Config.preset("fast", init_steps=None, init_epochs=1, init_epochs_decay=2, init_lr=0.4,
                            n_epochs=1, n_epochs_decay=2, lr=0.1)
     model = Model(config, feature_net=TinyFeatures())
-    rates = []
+    model.steps_per_epoch, rates = 2, []
     for step in range(14):  # 2 steps per epoch: init epochs 0-2 (steps 0-5), main epochs 0-2 (steps 6-11)
-        model.set_learning_rates(step, 2)
+        model.set_learning_rates(step)
         rates.append(model.optimizers["G"].param_groups[0]["lr"])
         assert model.optimizers["D"].param_groups[0]["lr"] == rates[-1]
     assert rates == pytest.approx([0.4] * 4 + [0.2] * 2 + [0.1] * 4 + [0.05] * 4)
-    assert model.config.total_steps(2) == 12
+    assert model.config.total_steps(2) == 12 == model.total_steps()  # 2 = model.steps_per_epoch
 
     paper = Model(Config.preset("paper"), feature_net=TinyFeatures())
-    spe = 5
-    assert paper.learning_rate(10 * spe - 1, spe) == pytest.approx(2e-4)
-    assert paper.learning_rate(10 * spe, spe) == pytest.approx(1e-5)  # adversarial phase at the author's rate
-    assert paper.learning_rate((10 + 100) * spe, spe) == pytest.approx(1e-5)
-    assert paper.learning_rate((10 + 101) * spe, spe) == pytest.approx(1e-5 * 0.99)
-    assert paper.learning_rate((10 + 199) * spe, spe) == pytest.approx(1e-7)
+    spe = paper.steps_per_epoch = 5
+    assert paper.learning_rate(10 * spe - 1) == pytest.approx(2e-4)
+    assert paper.learning_rate(10 * spe) == pytest.approx(1e-5)  # adversarial phase at the author's rate
+    assert paper.learning_rate((10 + 100) * spe) == pytest.approx(1e-5)
+    assert paper.learning_rate((10 + 101) * spe) == pytest.approx(1e-5 * 0.99)
+    assert paper.learning_rate((10 + 199) * spe) == pytest.approx(1e-7)
     assert paper.config.total_steps(spe) == 210 * spe
 
 

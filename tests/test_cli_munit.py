@@ -54,7 +54,7 @@ def test_train_writes_a_munit_checkpoint(run_dir):
     assert state["kind"] == "munit" and state["step"] == 3 and len(state["history"]) == 3
     assert set(state["optimizers"]) == {"D", "G"}
     assert state["config"]["image_size"] == 32 and state["config"]["style_dim"] == 8
-    assert {"recon_x_a", "recon_s_b", "recon_c_a", "G_adv_b", "D_total"} <= set(state["history"][-1])
+    assert {"recon_x_A", "recon_s_B", "recon_c_A", "G_adv_B", "D_total"} <= set(state["history"][-1])
     assert (run_dir / "result.png").is_file() and (run_dir / "losses.png").is_file()
 
 

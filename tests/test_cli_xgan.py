@@ -26,7 +26,7 @@ def test_train_writes_an_xgan_checkpoint(run_dir):
     assert state["kind"] == "xgan" and state["step"] == 3 and len(state["history"]) == 3
     assert set(state["optimizers"]) == {"D", "G"}
     assert state["config"]["dann_w"] == 0.5 and state["config"]["image_size"] == 32
-    assert {"rec_a", "rec_b", "dann", "sem_a", "sem_b", "gan_b", "D_total", "G_total"} <= set(state["history"][-1])
+    assert {"rec_A", "rec_B", "dann", "sem_A", "sem_B", "gan_B", "D_total", "G_total"} <= set(state["history"][-1])
     assert (run_dir / "result.png").is_file()
 
 

@@ -170,9 +170,9 @@ def test_paper_preset_is_official():
     cpu = Config.preset("cpu", batch_size=2)
     assert cpu.image_size == 64 and cpu.batch_size == 2
     cpu_model = Model.__new__(Model)
-    cpu_model.config = Config.preset("cpu")
+    cpu_model.config, cpu_model.steps_per_epoch = Config.preset("cpu"), 2000
     assert cpu_model.config.total_steps(2000) == 1000  # what notebook 01 trains, whatever the dataset
-    assert cpu_model.lr_factor(499, 2000) == 1.0 and cpu_model.lr_factor(999, 2000) == pytest.approx(1 / 11)
+    assert cpu_model.lr_factor(499) == 1.0 and cpu_model.lr_factor(999) == pytest.approx(1 / 11)
     assert (cpu_model.config.skip_filter, cpu_model.config.lr, cpu_model.config.lambda_identity) == ("guided", 1e-4, 0.0)
 
 
@@ -340,7 +340,8 @@ def test_loss_weights_scale_terms_and_hparams_apply_next_step():
     model.set_hparams(lambda_a=0.0, lambda_b=0.0, lr=1e-3)
     assert model.hparams == {"lr": 1e-3, "lambda_a": 0.0, "lambda_b": 0.0, "lambda_identity": 0.5, "lambda_colour": 0.0,
                              "lambda_flat": 0.0}
-    model.set_learning_rates(1, 100)
+    model.steps_per_epoch = 100
+    model.set_learning_rates(1)
     assert model.optimizers["G"].param_groups[0]["lr"] == pytest.approx(1e-3)
     after = model.train_step(batch, Precision(), 1)
     assert after["cycle_A"] == 0.0 and after["cycle_B"] == 0.0 and after["idt_A"] == 0.0
@@ -351,28 +352,31 @@ def test_loss_weights_scale_terms_and_hparams_apply_next_step():
 def test_lr_factor_follows_official_linear_rule():
     model = Model.__new__(Model)  # only the config is needed; avoid building the paper nets
     model.config = Config.preset("paper")
-    spe = 7
+    spe = model.steps_per_epoch = 7
     for epoch in (0, 50, 99):
-        assert model.lr_factor(epoch * spe, spe) == 1.0
-        assert model.lr_factor(epoch * spe + spe - 1, spe) == 1.0
-    assert model.lr_factor(100 * spe, spe) == pytest.approx(1 - 1 / 101)
-    assert model.lr_factor(101 * spe - 1, spe) == pytest.approx(1 - 1 / 101)
-    assert model.lr_factor(150 * spe, spe) == pytest.approx(1 - 51 / 101)
-    assert model.lr_factor(199 * spe, spe) == pytest.approx(1 / 101)
-    assert model.lr_factor(500 * spe, spe) == pytest.approx(1 / 101)  # holds the last rate past the end
+        assert model.lr_factor(epoch * spe) == 1.0
+        assert model.lr_factor(epoch * spe + spe - 1) == 1.0
+    assert model.lr_factor(100 * spe) == pytest.approx(1 - 1 / 101)
+    assert model.lr_factor(101 * spe - 1) == pytest.approx(1 - 1 / 101)
+    assert model.lr_factor(150 * spe) == pytest.approx(1 - 51 / 101)
+    assert model.lr_factor(199 * spe) == pytest.approx(1 / 101)
+    assert model.lr_factor(500 * spe) == pytest.approx(1 / 101)  # holds the last rate past the end
+    model.steps_per_epoch = 0
     with pytest.raises(ValueError, match="steps_per_epoch"):
-        model.lr_factor(0, 0)
+        model.lr_factor(0)
     assert model.config.total_steps(spe) == 200 * spe
 
 
 def test_short_presets_count_epochs_in_fixed_steps():
     fast = fast_model()
     assert fast.config.total_steps(12345) == 40  # the dataset's epoch does not matter
-    factors = [fast.lr_factor(step, 12345) for step in range(45)]
+    fast.steps_per_epoch = 12345
+    assert fast.total_steps() == 40  # the model contract's run length (toonlab train without --steps)
+    factors = [fast.lr_factor(step) for step in range(45)]
     assert factors[:20] == [1.0] * 20
     assert factors[20] == factors[29] == pytest.approx(1 - 1 / 3)
     assert factors[39] == factors[44] == pytest.approx(1 / 3)
-    fast.set_learning_rates(step=25, steps_per_epoch=12345)
+    fast.set_learning_rates(step=25)
     assert fast.optimizers["D"].param_groups[0]["lr"] == pytest.approx(2e-4 * 2 / 3)
     assert fast.optimizers["G"].param_groups[0]["lr"] == pytest.approx(2e-4 * 2 / 3)
 
@@ -540,7 +544,7 @@ def test_blurred_fakes_teach_the_cartoon_discriminator_that_blur_is_fake():
 
 def test_d_lr_ratio_sets_the_discriminators_rate_only():
     model = fast_model(lr=1e-3, d_lr_ratio=0.25)
-    model.set_learning_rates(0, 10)
+    model.set_learning_rates(0)
     assert model.optimizers["G"].param_groups[0]["lr"] == pytest.approx(1e-3)
     assert model.optimizers["D"].param_groups[0]["lr"] == pytest.approx(2.5e-4)
     assert Config.preset("paper").d_lr_ratio == 1.0

@@ -724,6 +724,7 @@ def test_a_partition_naming_a_missing_photo_is_refused(tmp_path):
     partition.write_text(partition.read_text() + "999999.jpg 0\n")
     with pytest.raises(download.DownloadError, match="lists 999999.jpg, which the archive does not hold"):
         download.layout_photos(extracted, tmp_path / "out", partition)
+    assert not (tmp_path / "out").exists()  # checked before anything moved: the extraction is as it was
     partition.write_text("000001.jpg train\n")
     with pytest.raises(download.DownloadError, match="expected 'NAME.jpg 0|1|2'"):
         download.layout_photos(extracted, tmp_path / "out2", partition)

@@ -265,8 +265,9 @@ def test_config_errors_name_the_field():
 def test_lr_factor_halves_every_step_size(fast_model):
     model = fast_model
     model.config.step_size = 100_000
-    assert [model.lr_factor(s, 7) for s in (0, 99_999, 100_000, 199_999, 250_000)] == [1, 1, 0.5, 0.5, 0.25]
-    model.set_learning_rates(200_000, 7)
+    model.steps_per_epoch = 7  # the step policy counts steps, not epochs
+    assert [model.lr_factor(s) for s in (0, 99_999, 100_000, 199_999, 250_000)] == [1, 1, 0.5, 0.5, 0.25]
+    model.set_learning_rates(200_000)
     for opt in model.optimizers.values():
         assert opt.param_groups[0]["lr"] == pytest.approx(model.config.lr * 0.25)
         assert opt.param_groups[0]["weight_decay"] == 1e-4 and opt.param_groups[0]["betas"] == (0.5, 0.999)
@@ -344,8 +345,8 @@ def test_train_step_updates_discriminators_before_generators(fast_model):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     losses = model.train_step(_fast_batch(model.config), Precision("fp32"), step=0)
     assert order == ["D", "G"]
-    expected = ["D_total", "G_adv_a", "G_adv_b", "recon_x_a", "recon_x_b", "recon_s_a", "recon_s_b",
-                "recon_c_a", "recon_c_b", "G_total"]
+    expected = ["D_total", "G_adv_A", "G_adv_B", "recon_x_A", "recon_x_B", "recon_s_A", "recon_s_B",
+                "recon_c_A", "recon_c_B", "G_total"]
     assert list(losses) == expected
     assert all(isinstance(v, float) and torch.isfinite(torch.tensor(v)) for v in losses.values())
     after = model.state_dict()
@@ -382,13 +383,13 @@ def test_loss_weights_scale_their_terms(fast_model):
         runs[weight] = model.train_step(batch, Precision(), step=3)
     low, high = runs[10.0], runs[25.0]
     # the D step and the terms are identical (same weights, same per-step styles); only the total differs
-    assert low["D_total"] == high["D_total"] and low["recon_x_a"] == high["recon_x_a"]
+    assert low["D_total"] == high["D_total"] and low["recon_x_A"] == high["recon_x_A"]
     delta = high["G_total"] - low["G_total"]
-    assert delta == pytest.approx(15.0 * (low["recon_x_a"] + low["recon_x_b"]), rel=1e-4)
+    assert delta == pytest.approx(15.0 * (low["recon_x_A"] + low["recon_x_B"]), rel=1e-4)
 
     c = fast_model.config
-    recomputed = (c.gan_w * (low["G_adv_a"] + low["G_adv_b"]) + c.recon_x_w * (low["recon_x_a"] + low["recon_x_b"])
-                  + c.recon_s_w * (low["recon_s_a"] + low["recon_s_b"]) + c.recon_c_w * (low["recon_c_a"] + low["recon_c_b"]))
+    recomputed = (c.gan_w * (low["G_adv_A"] + low["G_adv_B"]) + c.recon_x_w * (low["recon_x_A"] + low["recon_x_B"])
+                  + c.recon_s_w * (low["recon_s_A"] + low["recon_s_B"]) + c.recon_c_w * (low["recon_c_A"] + low["recon_c_B"]))
     assert low["G_total"] == pytest.approx(recomputed, rel=1e-5)
 
 
@@ -404,7 +405,7 @@ def test_cycle_and_perceptual_terms_when_enabled():
     config = munit.Config.preset("fast", recon_x_cyc_w=10.0, vgg_w=1.0)
     model = munit.Model(config, perceptual_net=TinyFeatures())
     losses = model.train_step(_fast_batch(config), Precision(), step=0)
-    for name in ("recon_cyc_a", "recon_cyc_b", "vgg_a", "vgg_b"):
+    for name in ("recon_cyc_A", "recon_cyc_B", "vgg_A", "vgg_B"):
         assert name in losses and losses[name] > 0
     assert not any(k.startswith("conv") or "_frozen" in k for k in model.state_dict())
     assert munit.perceptual_loss(TinyFeatures(), _images(2, 16), _images(2, 16)).item() == 0.0
@@ -432,11 +433,11 @@ def test_colour_anchor_term_when_enabled(fast_model):
     config = munit.Config.preset("fast", colour_w=3.0)
     model = munit.Model(config)
     losses = model.train_step(_fast_batch(config), Precision(), step=0)
-    assert losses["colour_a"] > 0 and losses["colour_b"] > 0
+    assert losses["colour_A"] > 0 and losses["colour_B"] > 0
     plain = fast_model.train_step(_fast_batch(config), Precision(), step=0)
-    assert "colour_a" not in plain
+    assert "colour_A" not in plain
     # the weighted total holds the colour terms with their weight
-    rest = losses["G_total"] - config.colour_w * (losses["colour_a"] + losses["colour_b"])
+    rest = losses["G_total"] - config.colour_w * (losses["colour_A"] + losses["colour_B"])
     assert rest == pytest.approx(plain["G_total"], rel=1e-4)
 
 
@@ -447,8 +448,8 @@ def test_warmup_trains_the_generators_alone_then_the_official_step():
     gen_before = [p.detach().clone() for p in model.gen_b.parameters()]
     batch = _fast_batch(config)
     first = model.train_step(batch, Precision(), step=0)
-    assert set(first) == {"recon_x_a", "recon_x_b", "warmup_ab", "warmup_ba", "G_total"}
-    expected = config.recon_x_w * (first["recon_x_a"] + first["recon_x_b"]) + first["warmup_ab"] + first["warmup_ba"]
+    assert set(first) == {"recon_x_A", "recon_x_B", "warmup_ab", "warmup_ba", "G_total"}
+    expected = config.recon_x_w * (first["recon_x_A"] + first["recon_x_B"]) + first["warmup_ab"] + first["warmup_ba"]
     assert first["G_total"] == pytest.approx(expected, rel=1e-5)
     assert all(torch.equal(a, b) for a, b in zip(dis_before, model.dis_a.parameters()))
     assert any(not torch.equal(a, b) for a, b in zip(gen_before, model.gen_b.parameters()))
@@ -467,7 +468,7 @@ def test_parts_perceptual_features_offline_and_the_notes():
     net = model.perceptual_net
     assert isinstance(net, PartsFeatures) and list(net.weights) == ["parts"]
     losses = model.train_step(_fast_batch(config), Precision(), step=2)
-    assert losses["vgg_a"] > 0 and losses["vgg_b"] > 0
+    assert losses["vgg_A"] > 0 and losses["vgg_B"] > 0
     assert not any("net." in k for k in model.state_dict())  # the frozen segmenter is not saved
     notes = " ".join(model.notes())
     assert "part segmenter" in notes and "first 2 steps" in notes and "colour anchor weight 1.0" in notes

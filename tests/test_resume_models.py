@@ -10,7 +10,7 @@ from toonlab.train import Trainer, make_trainer
 
 @pytest.mark.parametrize("kind,steps,stop,legacy", [("cyclegan", 6, 3, False), ("munit", 4, 2, False),
                                                     ("cartoongan", 6, 3, False), ("munit", 4, 2, True),
-                                                    ("xgan", 4, 2, False)])
+                                                    ("xgan", 4, 2, False), ("xgan", 4, 2, True)])
 def test_resume_equals_uninterrupted(kind, steps, stop, legacy, tmp_path):
     # crosses the init/adversarial (CartoonGAN) and warm-up/adversarial (MUNIT, XGAN) boundaries
     overrides = {"init_steps": 2} if kind == "cartoongan" else {"warmup_steps": 1} if kind in ("munit", "xgan") else {}
@@ -25,10 +25,15 @@ def test_resume_equals_uninterrupted(kind, steps, stop, legacy, tmp_path):
 
     first = trainer(tmp_path / "run")
     first.fit(stop)
-    if legacy:  # a checkpoint of an older toonlab, whose MUNIT optimisers were "gen" and "dis"
+    if legacy:  # a checkpoint of an older toonlab: MUNIT's optimisers were "gen" and "dis", and MUNIT's and
+        # XGAN's loss keys ended in "_a"/"_b" ("recon_x_a"), where every model's end in "_A"/"_B" today
         path = tmp_path / "run" / "checkpoints" / "latest.pt"
         state = torch.load(path, weights_only=True)
-        state["optimizers"] = {"gen": state["optimizers"]["G"], "dis": state["optimizers"]["D"]}
+        if kind == "munit":
+            state["optimizers"] = {"gen": state["optimizers"]["G"], "dis": state["optimizers"]["D"]}
+        lower = {k: k[:-1] + k[-1].lower() for k in state["history"][-1] if k.endswith(("_A", "_B"))}
+        assert lower, "the history has domain-suffixed loss keys to rename"
+        state["history"] = [{lower.get(k, k): v for k, v in h.items()} for h in state["history"]]
         torch.save(state, path)
     torch.rand(7)  # unrelated random draws between the two sessions must not matter
     resumed = Trainer.from_checkpoint(tmp_path / "run", straight.dataset, progress=False)

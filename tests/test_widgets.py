@@ -33,7 +33,7 @@ def test_click_applies_sliders_and_trains(trainer):
     assert trainer.hparams["lr"] == pytest.approx(1e-3)
     assert trainer.hparams["lambda_a"] == trainer.hparams["lambda_b"] == pytest.approx(4.5)
     assert trainer.hparams["lambda_identity"] == 0.0
-    assert trainer.history[-1]["lr"] == pytest.approx(1e-3 * trainer.model.lr_factor(trainer.step - 1, trainer.steps_per_epoch))
+    assert trainer.history[-1]["lr"] == pytest.approx(1e-3 * trainer.model.lr_factor(trainer.step - 1))
     assert "idt_A" not in trainer.history[-1] or trainer.history[-1]["idt_A"] == 0.0
     assert bytes(panel.samples_image.value).startswith(b"\x89PNG")
     assert bytes(panel.loss_image.value).startswith(b"\x89PNG")

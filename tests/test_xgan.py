@@ -187,7 +187,7 @@ def test_teacher_vector_pools_the_teacher_map_to_4_by_4():
 def test_train_step_reports_every_term_and_changes_every_trained_network(model):
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     out = model.train_step({"A": _images(seed=1), "B": _images(seed=2)}, Precision(), 0)
-    assert set(out) == {"D_total", "rec_a", "rec_b", "dann", "sem_a", "sem_b", "gan_b", "G_total"}
+    assert set(out) == {"D_total", "rec_A", "rec_B", "dann", "sem_A", "sem_B", "gan_B", "G_total"}
     assert all(math.isfinite(v) for v in out.values())
     for prefix in ("enc_a.", "enc_b.", "enc_shared.", "dec_shared.", "dec_a.", "dec_b.", "classifier.", "dis_b."):
         assert any(not torch.equal(before[n], p) for n, p in model.named_parameters() if n.startswith(prefix)), prefix
@@ -204,7 +204,7 @@ def test_warmup_trains_reconstruction_only_at_its_own_rate():
     model = build_model("xgan", "fast", warmup_steps=2, warmup_lr=1e-3)
     dis_before = [p.detach().clone() for p in model.dis_b.parameters()]
     out = model.train_step({"A": _images(seed=1), "B": _images(seed=2)}, Precision(), 0)
-    assert set(out) == {"rec_a", "rec_b", "warmup_ab", "warmup_ba", "G_total"}
+    assert set(out) == {"rec_A", "rec_B", "warmup_ab", "warmup_ba", "G_total"}
     assert out["G_total"] == pytest.approx(sum(v for k, v in out.items() if k != "G_total"), rel=1e-5)
     assert all(torch.equal(a, b) for a, b in zip(dis_before, model.dis_b.parameters()))
     assert model.base_lr("G", 1) == 1e-3 and model.base_lr("G", 2) == model.config.lr
@@ -220,7 +220,7 @@ def test_options_add_their_terms():
     expected = sum(weighted[name.split("_")[0]] * value for name, value in terms.items() if name != "G_total")
     assert torch.isclose(terms["G_total"], expected)
     out = model.train_step({"A": _images(seed=1), "B": _images(seed=2)}, Precision(), 0)
-    assert {"gan_a", "teacher", "colour_a", "colour_b", "flat_b"} <= set(out)
+    assert {"gan_A", "teacher", "colour_A", "colour_B", "flat_B"} <= set(out)
     assert not any(k.startswith("frozen") for k in model.state_dict())  # the teacher is not saved
     assert any(k.startswith("teacher_head.") for k in model.state_dict())  # its head is
 
@@ -232,10 +232,10 @@ def test_teacher_on_both_domains_and_a_plain_warmup():
     with torch.no_grad():
         warm = model.warmup_losses(x_a, x_b)
         full = model.generator_losses(x_a, x_b)
-    assert set(warm) == {"rec_a", "rec_b", "teacher", "teacher_b", "G_total"}  # no cross-domain terms
-    assert torch.isclose(warm["G_total"], warm["rec_a"] + warm["rec_b"] + 2.0 * (warm["teacher"] + warm["teacher_b"]))
-    assert {"teacher", "teacher_b"} <= set(full)
-    assert not torch.isclose(full["teacher"], full["teacher_b"])  # each domain against its own teacher vector
+    assert set(warm) == {"rec_A", "rec_B", "teacher", "teacher_B", "G_total"}  # no cross-domain terms
+    assert torch.isclose(warm["G_total"], warm["rec_A"] + warm["rec_B"] + 2.0 * (warm["teacher"] + warm["teacher_B"]))
+    assert {"teacher", "teacher_B"} <= set(full)
+    assert not torch.isclose(full["teacher"], full["teacher_B"])  # each domain against its own teacher vector
 
 
 def test_gradient_reversal_lets_the_encoders_fool_the_classifier():

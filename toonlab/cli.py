@@ -283,10 +283,7 @@ def evaluate_trained(model, json_path: Path | None, extra: dict, protocol=None, 
 
 def default_steps(trainer) -> int:
     """Steps when neither --steps nor --epochs is given: the preset's own length."""
-    total = getattr(trainer.model.config, "total_steps", None)
-    if callable(total):
-        return max(0, int(total(trainer.steps_per_epoch)) - trainer.step)
-    raise CLIError("give --steps or --epochs (this model's config has no default run length)")
+    return max(0, trainer.model.total_steps() - trainer.step)
 
 
 def _run_dir_of(checkpoint: Path) -> Path:

@@ -10,6 +10,7 @@ Notebook 01 §"Block 1 — the residual block" rebuilds :class:`ResnetBlock`; no
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import torch
@@ -270,6 +271,32 @@ class InputSkip(nn.Module):
         if not config.input_skip:
             return None
         return cls(config.skip_filter, config.skip_blur, config.guided_radius, config.guided_eps)
+
+
+@dataclass
+class InputSkipOptions:
+    """The config fields of :class:`InputSkip`, shared by the configs whose generators take it (CycleGAN, CartoonGAN).
+
+    toonlab deviation, off in every ``paper`` preset: with ``input_skip`` the generator predicts a change
+    of its smoothed input, so training starts from a flattened photo instead of from noise (the measured
+    effect: docs/reference.md, the ``cpu`` presets' comments). A model config inherits these fields.
+    """
+
+    input_skip: bool = False
+    #: ``"guided"``: the self-guided filter (:func:`guided_filter`, window radius ``guided_radius``,
+    #: ``guided_eps``) flattens texture but keeps edges, so the skip hands on a flat photo with sharp outlines;
+    #: ``"gaussian"``: a blur of sigma ``skip_blur`` pixels (0: the input unchanged), flat colours without edges
+    skip_filter: str = "guided"
+    skip_blur: float = 0.0
+    guided_radius: int = 1
+    guided_eps: float = 0.01
+
+    def validate_input_skip(self) -> None:
+        """Raise a ValueError naming a bad skip field (the configs' ``validate`` calls it)."""
+        from toonlab.config import check_at_least
+
+        InputSkip.check_smoothing(self.skip_filter)
+        check_at_least(self, 0, ("skip_blur", "guided_radius", "guided_eps"))
 
 
 class FrozenNets:

@@ -379,7 +379,7 @@ class Trainer:
         """One step; its losses are read back now, or with the next ones (:attr:`read_losses_every`)."""
         self._in_step = True
         batch = self._next_batch()
-        self.model.set_learning_rates(self.step, self.steps_per_epoch)
+        self.model.set_learning_rates(self.step)
         started = time.perf_counter()
         losses = self.model.train_step(batch, self.precision, self.step)
         # several processes: the combined batch's losses, and a stop asked of any process stops all after this step
@@ -602,7 +602,8 @@ class Trainer:
         self.step = int(state["step"])
         self.seed = int(state["seed"])
         self._seed_this_process()
-        self.history = list(state["history"])
+        renamed = self.model.renamed_losses
+        self.history = [{renamed.get(k, k): v for k, v in entry.items()} for entry in state["history"]]
         self.last_checkpoint = path
         self.last_checkpoint_step = self.step
         self._batches = None

@@ -678,14 +678,14 @@ def layout_photos(source: str | Path, dest: str | Path, partition: str | Path) -
 
     ``partition`` holds lines ``000001.jpg 0`` (0 train, 1 validation, 2 test). A photo the file does not
     list stays out (and is counted as ``unlisted``); a listed photo that is missing raises, naming it.
+    The whole file is checked before the first photo moves, so a bad partition leaves the extraction as it was.
     """
     source, dest = Path(source), Path(dest)
     images = {p.name: p for p in source.rglob("*.jpg")}
     if not images:
         raise DownloadError(f"{source} holds no JPEG photos: this is not the CelebA archive")
     folders = {"0": "trainA", "1": "valA", "2": "testA"}
-    counts = {name: 0 for name in folders.values()}
-    listed = set()
+    moves: dict[str, str] = {}
     for number, line in enumerate(Path(partition).read_text().splitlines(), start=1):
         if not line.strip():
             continue
@@ -695,12 +695,14 @@ def layout_photos(source: str | Path, dest: str | Path, partition: str | Path) -
         name, split = parts
         if name not in images:
             raise DownloadError(f"{partition} lists {name}, which the archive does not hold: the archive is incomplete")
-        folder = dest / folders[split]
+        moves[name] = folders[split]
+    counts = {name: 0 for name in folders.values()}
+    for name, folder_name in moves.items():
+        folder = dest / folder_name
         folder.mkdir(parents=True, exist_ok=True)
         shutil.move(str(images[name]), str(folder / name))
-        listed.add(name)
-        counts[folders[split]] += 1
-    counts["unlisted"] = len(images) - len(listed)
+        counts[folder_name] += 1
+    counts["unlisted"] = len(images) - len(moves)
     return counts
 
 

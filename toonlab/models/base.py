@@ -93,6 +93,12 @@ def eval_forward(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
         net.train(was_training)
 
 
+def lowercase_domain_renames(*terms: str) -> dict[str, str]:
+    """``{"recon_x_a": "recon_x_A", "recon_x_b": "recon_x_B", ...}`` for each term: a model's :attr:`renamed_losses`
+    when its loss keys once ended in the lowercase domain names (MUNIT's and XGAN's did, after their references)."""
+    return {f"{term}_{domain}": f"{term}_{domain.upper()}" for term in terms for domain in "ab"}
+
+
 def loss_floats(values: Mapping[str, torch.Tensor | float | None]) -> dict[str, float]:
     """Loss tensors -> Python floats with one device sync (what :meth:`TranslationModel.train_step` returns).
 
@@ -126,12 +132,15 @@ class TranslationModel(nn.Module):
     generator_names: ClassVar[tuple[str, ...]] = ()
     #: optimiser names of older toonlab checkpoints -> today's (every model names them "G" and "D")
     renamed_optimizers: ClassVar[dict[str, str]] = {}
+    #: loss keys in the histories of older toonlab checkpoints -> today's (domain suffixes are "_A"/"_B" everywhere)
+    renamed_losses: ClassVar[dict[str, str]] = {}
 
     def __init__(self, config: Any):
         super().__init__()
         self.config = config
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
-        #: set by the training loop from the dataset before training (epoch-based schedules use it)
+        #: steps in one pass over the dataset: the loop sets it from the dataset before training, and it is
+        #: the one way it reaches the model (the epoch-based schedules and CartoonGAN's phases read it)
         self.steps_per_epoch: int = 1
         #: set by the training loop's fast path on CUDA: :meth:`loss_readout` then leaves the losses on the device
         self.defer_loss_readback: bool = False
@@ -169,11 +178,11 @@ class TranslationModel(nn.Module):
         precision.step(losses[total], self.optimizers[optimizer])
         return losses
 
-    def lr_factor(self, step: int, steps_per_epoch: int) -> float:
-        """Multiplier of the base learning rate at ``step`` (0-based). Default: constant."""
+    def lr_factor(self, step: int) -> float:
+        """Multiplier of the base learning rate at ``step`` (0-based; epochs of :attr:`steps_per_epoch`). Default: constant."""
         return 1.0
 
-    def base_lr(self, optimizer_name: str, step: int = 0, steps_per_epoch: int = 1) -> float:
+    def base_lr(self, optimizer_name: str, step: int = 0) -> float:
         """Base learning rate of one optimiser at ``step``, before :meth:`lr_factor`; default ``config.lr``.
 
         The one learning-rate hook: a model whose optimisers or phases learn at different rates
@@ -181,11 +190,11 @@ class TranslationModel(nn.Module):
         """
         return float(self.config.lr)
 
-    def set_learning_rates(self, step: int, steps_per_epoch: int) -> None:
+    def set_learning_rates(self, step: int) -> None:
         """Write ``base_lr * lr_factor`` into every optimiser (called by the loop before each step)."""
-        factor = self.lr_factor(step, steps_per_epoch)
+        factor = self.lr_factor(step)
         for name, opt in self.optimizers.items():
-            lr = self.base_lr(name, step, steps_per_epoch) * factor
+            lr = self.base_lr(name, step) * factor
             for group in opt.param_groups:
                 group["lr"] = lr
 
@@ -264,6 +273,11 @@ class TranslationModel(nn.Module):
     def batch_size(self) -> int:
         """Images per domain in one training step (``config.batch_size``): the loop's loader uses it."""
         return int(self.config.batch_size)
+
+    def total_steps(self) -> int:
+        """Length of the preset's full run in steps, for epochs of :attr:`steps_per_epoch` steps: what
+        ``toonlab train`` runs without ``--steps``. Every toonlab config gives it (``config.total_steps``)."""
+        return int(self.config.total_steps(self.steps_per_epoch))
 
     def wrap_dataset(self, dataset):
         """The dataset the loop should draw from; default ``dataset`` itself (CartoonGAN adds edge twins)."""

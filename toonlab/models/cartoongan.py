@@ -49,6 +49,7 @@ from toonlab.nn import (
     FrozenNets,
     ImagePool,
     InputSkip,
+    InputSkipOptions,
     ResnetBlock,
     init_weights,
     make_norm,
@@ -167,7 +168,7 @@ class Discriminator(nn.Module):
 
 
 @dataclass
-class Config:
+class Config(InputSkipOptions):
     """CartoonGAN hyper-parameters. ``paper`` follows the paper and, where it is silent, the author's
     Torch code (docs/reference.md §3.2):
 
@@ -209,17 +210,9 @@ class Config:
     content_layer: str = "conv4_4"
     vgg_weights: str | None = "imagenet"
     content_net: str = "vgg19"
-    #: toonlab deviation (off in ``paper``): the generator predicts a change of its smoothed input
-    #: (:class:`toonlab.nn.InputSkip`; ``skip_filter`` "guided" or "gaussian" with ``skip_blur``), so training
-    #: starts from a flattened photo instead of from noise
-    input_skip: bool = False
     #: toonlab deviation (off in ``paper``): weight of the flatness prior on generated cartoons
     #: (:func:`toonlab.losses.flatness_loss`, CycleGAN's: small colour steps cost, outlines almost nothing)
     lambda_flat: float = 0.0
-    skip_filter: str = "guided"
-    skip_blur: float = 0.0
-    guided_radius: int = 1
-    guided_eps: float = 0.01
     pool_size: int = 50
     init_lr: float = 2e-4
     init_epochs: int = 10
@@ -261,7 +254,7 @@ class Config:
             raise ValueError(f"unknown gan_mode {self.gan_mode!r}; choose one of {', '.join(GAN_MODES)}")
         if self.d_norm not in DISCRIMINATOR_NORMS:
             raise ValueError(f"unknown d_norm {self.d_norm!r}; choose one of {', '.join(DISCRIMINATOR_NORMS)}")
-        InputSkip.check_smoothing(self.skip_filter)
+        self.validate_input_skip()
         if self.content_net not in CONTENT_NETS:
             raise ValueError(f"unknown content_net {self.content_net!r}; choose one of {', '.join(CONTENT_NETS)}")
         if self.content_layer not in VGG19_LAYERS:
@@ -270,8 +263,7 @@ class Config:
             raise ValueError(f"image_size must be a multiple of 4 (two stride-2 convolutions), got {self.image_size}")
         check_at_least(self, 1, ("image_size", "batch_size", "ngf", "ndf"))
         check_at_least(self, 0, ("n_blocks", "pool_size", "init_epochs", "init_epochs_decay", "n_epochs", "n_epochs_decay",
-                                 "content_weight", "init_lr", "lr", "skip_blur", "guided_radius", "guided_eps",
-                                 "lambda_flat"))
+                                 "content_weight", "init_lr", "lr", "lambda_flat"))
         if self.init_steps is not None and self.init_steps < 0:
             raise ValueError(f"init_steps must be None (use init_epochs) or >= 0, got {self.init_steps}")
 
@@ -438,15 +430,15 @@ class Model(TranslationModel):
         return self.frozen.get("content")
 
     # -- schedule ----------------------------------------------------------------------------------
-    def init_phase_steps(self, steps_per_epoch: int | None = None) -> int:
-        """Steps of the initialisation phase (``steps_per_epoch`` defaults to :attr:`steps_per_epoch`)."""
-        return self.config.init_phase_steps(self.steps_per_epoch if steps_per_epoch is None else steps_per_epoch)
+    def init_phase_steps(self) -> int:
+        """Steps of the initialisation phase, for epochs of :attr:`steps_per_epoch` steps."""
+        return self.config.init_phase_steps(self.steps_per_epoch)
 
     def in_init_phase(self, step: int) -> bool:
         """True while ``step`` (0-based) is in the initialisation phase (content loss only, D not trained)."""
         return step < self.init_phase_steps()
 
-    def lr_factor(self, step: int, steps_per_epoch: int) -> float:
+    def lr_factor(self, step: int) -> float:
         """Linear decay within the current phase, as the author's ``UpdateLearningRate``, per epoch.
 
         With ``e`` the 0-based epoch inside the phase, ``n`` its constant epochs and ``d`` its decay
@@ -454,10 +446,11 @@ class Model(TranslationModel):
         ``n``); the last epoch runs at ``1/d``, later steps stay there. ``d = 0`` keeps it constant, and
         so does an initialisation phase given in steps (``init_steps``).
         """
+        steps_per_epoch = self.steps_per_epoch
         if steps_per_epoch < 1:
             raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
         c = self.config
-        init_steps = self.init_phase_steps(steps_per_epoch)
+        init_steps = self.init_phase_steps()
         if step < init_steps:
             if c.init_steps is not None:
                 return 1.0
@@ -469,14 +462,14 @@ class Model(TranslationModel):
         epoch = min(epoch, constant + decay - 1)
         return 1.0 - max(0, epoch - constant) / float(decay)
 
-    def base_lr(self, optimizer_name: str, step: int = 0, steps_per_epoch: int = 1) -> float:
+    def base_lr(self, optimizer_name: str, step: int = 0) -> float:
         """``init_lr`` in the initialisation phase, ``lr`` in the adversarial phase (both optimisers; D is
         not stepped during initialisation)."""
-        return float(self.config.init_lr if step < self.init_phase_steps(steps_per_epoch) else self.config.lr)
+        return float(self.config.init_lr if self.in_init_phase(step) else self.config.lr)
 
-    def learning_rate(self, step: int, steps_per_epoch: int) -> float:
+    def learning_rate(self, step: int) -> float:
         """The rate both optimisers train with at ``step``: :meth:`base_lr` times :meth:`lr_factor`."""
-        return self.base_lr("G", step, steps_per_epoch) * self.lr_factor(step, steps_per_epoch)
+        return self.base_lr("G", step) * self.lr_factor(step)
 
     # -- training ----------------------------------------------------------------------------------
     def train_step(self, batch: dict[str, torch.Tensor], precision: Precision, step: int) -> dict[str, float]:

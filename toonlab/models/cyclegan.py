@@ -34,6 +34,7 @@ from toonlab.nn import (
     PADDINGS,
     ImagePool,
     InputSkip,
+    InputSkipOptions,
     ResnetBlock,
     blur,
     init_weights,
@@ -179,7 +180,7 @@ class NLayerDiscriminator(nn.Module):
 
 
 @dataclass
-class Config:
+class Config(InputSkipOptions):
     """CycleGAN hyper-parameters; the defaults are the official ones (docs/reference.md §1.3).
 
     ``lambda_identity`` is a fraction of the cycle weights, as official: the identity terms weigh
@@ -224,18 +225,9 @@ class Config:
     #: toonlab deviation (off in ``paper``): weight of the colour anchor ``|low(G_A(A)) - low(A)| + |low(G_B(B)) - low(B)|``,
     #: ``low`` = 4x4 average pooling: a translation keeps each region's colour, the discriminator decides the detail
     lambda_colour: float = 0.0
-    #: toonlab deviation (off in ``paper``): each generator predicts a change of its input
-    #: (``tanh(atanh(x) + f(x))``), so training starts from (nearly) the photo, not from noise
-    input_skip: bool = False
-    #: with ``input_skip``: Gaussian sigma (pixels) of the input the skip passes on (0: unchanged); a
-    #: blurred photo has no texture, so the generator starts from flat colours and only adds what a cartoon adds
-    skip_blur: float = 0.0
-    #: with ``input_skip``: ``"gaussian"`` (sigma ``skip_blur``) or ``"guided"``: the self-guided filter
-    #: (:func:`toonlab.nn.guided_filter`, window radius ``guided_radius``, ``guided_eps``) flattens texture but
-    #: keeps edges, so the skip hands on a flat photo with sharp outlines instead of a blurred one
+    #: with ``input_skip`` (:class:`toonlab.nn.InputSkipOptions`; the ``cpu`` preset takes ``"guided"``): CycleGAN's
+    #: skip was first measured with a Gaussian blur, and older configs without this field meant that
     skip_filter: str = "gaussian"
-    guided_radius: int = 1
-    guided_eps: float = 0.01
     #: toonlab deviation (off in ``paper``): weight of the flatness prior on translated cartoons
     #: (:func:`flatness_loss`: small colour steps cost, outlines almost nothing)
     lambda_flat: float = 0.0
@@ -285,7 +277,7 @@ class Config:
             raise ValueError(f"norm {self.norm!r} is not usable in CycleGAN; choose instance, instance_affine, batch or none")
         if self.padding not in PADDINGS:
             raise ValueError(f"unknown padding {self.padding!r}; choose one of {', '.join(PADDINGS)}")
-        InputSkip.check_smoothing(self.skip_filter)
+        self.validate_input_skip()
         if self.upsample not in UPSAMPLES:
             raise ValueError(f"unknown upsample {self.upsample!r}; choose one of {', '.join(UPSAMPLES)}")
         if self.gan_mode not in GAN_MODES:
@@ -298,7 +290,7 @@ class Config:
         check_at_least(self, 1, ("batch_size", "ngf", "ndf", "n_layers_d", "image_size"))
         check_at_least(self, 0, ("n_blocks", "n_downsampling", "pool_size", "n_epochs", "n_epochs_decay", "schedule_epoch_steps"))
         check_at_least(self, 0, ("lambda_a", "lambda_b", "lambda_identity", "lr", "warmup_steps", "cycle_noise", "lambda_colour",
-                     "lambda_flat", "skip_blur", "blurred_fakes", "d_lr_ratio", "guided_radius", "guided_eps"))
+                     "lambda_flat", "blurred_fakes", "d_lr_ratio"))
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "Config":
@@ -410,7 +402,7 @@ class Model(TranslationModel):
                                   lr=self.base_lr("D"), betas=betas),
         }
 
-    def base_lr(self, optimizer_name: str, step: int = 0, steps_per_epoch: int = 1) -> float:
+    def base_lr(self, optimizer_name: str, step: int = 0) -> float:
         """``lr`` for the generators, ``lr * d_lr_ratio`` for the discriminators."""
         return self.config.lr * (self.config.d_lr_ratio if optimizer_name == "D" else 1.0)
 
@@ -420,19 +412,19 @@ class Model(TranslationModel):
                                InputSkip.from_config(c))
 
     # -- schedule ---------------------------------------------------------------------------------
-    def lr_factor(self, step: int, steps_per_epoch: int) -> float:
+    def lr_factor(self, step: int) -> float:
         """Official ``linear`` policy, a constant per epoch: ``1 - max(0, e + 1 - n_epochs) / (n_epochs_decay + 1)``.
 
         Derivation: the official loop runs epochs ``E = epoch_count, ...`` (``epoch_count = 1``) and
         steps a LambdaLR at the end of each, so epoch ``E`` trains with the scheduler counter at
         ``E - 1``, i.e. ``1 - max(0, (E - 1) + epoch_count - n_epochs) / (n_epochs_decay + 1)``.
-        With 0-based ``e = step // steps_per_epoch = E - 1`` and ``epoch_count = 1`` that is the
+        With 0-based ``e = step // self.steps_per_epoch = E - 1`` and ``epoch_count = 1`` that is the
         formula above. Paper preset: epochs 0-99 -> 1, epoch 100 -> 1 - 1/101, epoch 199 -> 1/101.
         Steps beyond the last epoch keep that final rate instead of reaching 0. An epoch is
         ``config.schedule_epoch_steps`` steps when that is set (``cpu``/``fast`` presets).
         """
         c = self.config
-        epoch = min(step // c.epoch_steps(steps_per_epoch), max(c.total_epochs - 1, 0))
+        epoch = min(step // c.epoch_steps(self.steps_per_epoch), max(c.total_epochs - 1, 0))
         return 1.0 - max(0, epoch + 1 - c.n_epochs) / float(c.n_epochs_decay + 1)
 
     # -- training -----------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from torch import nn
 from toonlab.config import check_at_least
 from toonlab.hub import describe_keys, drop_stale_norm_buffers, strip_wrapper_prefixes
 from toonlab.losses import GAN_MODES, GANLoss, VGGFeatures, colour_anchor_loss, load_vgg_trunk
-from toonlab.models.base import Precision, TranslationModel
+from toonlab.models.base import Precision, TranslationModel, lowercase_domain_renames
 from toonlab.nn import (
     PADDINGS,
     AdaptiveInstanceNorm2d,
@@ -745,6 +745,8 @@ class Model(StyleTranslation, TranslationModel):
     kind: ClassVar[str] = "munit"
     generator_names: ClassVar[tuple[str, ...]] = ("gen_a", "gen_b")
     renamed_optimizers: ClassVar[dict[str, str]] = {"gen": "G", "dis": "D"}
+    renamed_losses: ClassVar[dict[str, str]] = lowercase_domain_renames(
+        "D", "G_adv", "recon_x", "recon_s", "recon_c", "recon_cyc", "vgg", "colour")
     hparam_names: ClassVar[tuple[str, ...]] = ("lr", "gan_w", "recon_x_w", "recon_s_w", "recon_c_w", "recon_x_cyc_w")
 
     def __init__(self, config: Config, perceptual_net: nn.Module | None = None):
@@ -820,12 +822,12 @@ class Model(StyleTranslation, TranslationModel):
         return lines
 
     # -- schedule -----------------------------------------------------------------------------------
-    def base_lr(self, optimizer_name: str, step: int = 0, steps_per_epoch: int = 1) -> float:
+    def base_lr(self, optimizer_name: str, step: int = 0) -> float:
         """``warmup_lr`` during the warm-up (when set), else ``lr``."""
         c = self.config
         return float(c.warmup_lr if step < c.warmup_steps and c.warmup_lr is not None else c.lr)
 
-    def lr_factor(self, step: int, steps_per_epoch: int) -> float:
+    def lr_factor(self, step: int) -> float:
         """Official ``step`` policy per iteration: ``gamma ** (step // step_size)`` (halved every 100k steps).
 
         (The official StepLR is stepped before each iteration, so it halves one iteration earlier.)
@@ -848,7 +850,7 @@ class Model(StyleTranslation, TranslationModel):
 
     def discriminator_losses(self, x_a: torch.Tensor, x_b: torch.Tensor, s_a: torch.Tensor,
                              s_b: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``D_a``, ``D_b`` and ``D_total = gan_w * (D_a + D_b)`` on fresh translations (official ``dis_update``).
+        """``D_A``, ``D_B`` and ``D_total = gan_w * (D_A + D_B)`` on fresh translations (official ``dis_update``).
 
         The translations ``x_ba = G_a(c_b, s_a)`` and ``x_ab = G_b(c_a, s_b)`` are made without
         gradients: only the discriminators learn here.
@@ -858,7 +860,7 @@ class Model(StyleTranslation, TranslationModel):
             x_ab = self.gen_b.decode(self.gen_a.encode_content(x_a), s_b)
         loss_a = discriminator_loss(self.criterion_gan, self.dis_a, x_a, x_ba)
         loss_b = discriminator_loss(self.criterion_gan, self.dis_b, x_b, x_ab)
-        return {"D_a": loss_a, "D_b": loss_b, "D_total": self.config.gan_w * (loss_a + loss_b)}
+        return {"D_A": loss_a, "D_B": loss_b, "D_total": self.config.gan_w * (loss_a + loss_b)}
 
     def generator_losses(self, x_a: torch.Tensor, x_b: torch.Tensor, s_a: torch.Tensor,
                          s_b: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -867,7 +869,7 @@ class Model(StyleTranslation, TranslationModel):
         Encode both domains, reconstruct them (eq. 1), translate with the sampled styles ``s_a``,
         ``s_b``, encode the translations again for the content (eq. 2) and style (eq. 3) terms, then
         the adversarial terms (eq. 4); the cycle terms only when ``recon_x_cyc_w > 0``, the
-        perceptual terms only when ``vgg_w > 0`` and toonlab's colour anchor (``colour_a`` keeps
+        perceptual terms only when ``vgg_w > 0`` and toonlab's colour anchor (``colour_A`` keeps
         ``x_ab`` in the colours of ``x_a``) only when ``colour_w > 0``.
         """
         c = self.config
@@ -880,36 +882,36 @@ class Model(StyleTranslation, TranslationModel):
         c_b_recon, s_a_recon = self.gen_a.encode(x_ba)
         c_a_recon, s_b_recon = self.gen_b.encode(x_ab)
         terms = {
-            "G_adv_a": generator_adversarial_loss(self.criterion_gan, self.dis_a, x_ba),
-            "G_adv_b": generator_adversarial_loss(self.criterion_gan, self.dis_b, x_ab),
-            "recon_x_a": image_reconstruction_loss(x_a_recon, x_a),
-            "recon_x_b": image_reconstruction_loss(x_b_recon, x_b),
-            "recon_s_a": style_reconstruction_loss(s_a_recon, s_a),
-            "recon_s_b": style_reconstruction_loss(s_b_recon, s_b),
-            "recon_c_a": content_reconstruction_loss(c_a_recon, c_a),
-            "recon_c_b": content_reconstruction_loss(c_b_recon, c_b),
+            "G_adv_A": generator_adversarial_loss(self.criterion_gan, self.dis_a, x_ba),
+            "G_adv_B": generator_adversarial_loss(self.criterion_gan, self.dis_b, x_ab),
+            "recon_x_A": image_reconstruction_loss(x_a_recon, x_a),
+            "recon_x_B": image_reconstruction_loss(x_b_recon, x_b),
+            "recon_s_A": style_reconstruction_loss(s_a_recon, s_a),
+            "recon_s_B": style_reconstruction_loss(s_b_recon, s_b),
+            "recon_c_A": content_reconstruction_loss(c_a_recon, c_a),
+            "recon_c_B": content_reconstruction_loss(c_b_recon, c_b),
         }
-        total = (c.gan_w * (terms["G_adv_a"] + terms["G_adv_b"])
-                 + c.recon_x_w * (terms["recon_x_a"] + terms["recon_x_b"])
-                 + c.recon_s_w * (terms["recon_s_a"] + terms["recon_s_b"])
-                 + c.recon_c_w * (terms["recon_c_a"] + terms["recon_c_b"]))
+        total = (c.gan_w * (terms["G_adv_A"] + terms["G_adv_B"])
+                 + c.recon_x_w * (terms["recon_x_A"] + terms["recon_x_B"])
+                 + c.recon_s_w * (terms["recon_s_A"] + terms["recon_s_B"])
+                 + c.recon_c_w * (terms["recon_c_A"] + terms["recon_c_B"]))
         if c.recon_x_cyc_w > 0:
             x_aba = self.gen_a.decode(c_a_recon, s_a_prime)
             x_bab = self.gen_b.decode(c_b_recon, s_b_prime)
-            terms["recon_cyc_a"] = cycle_reconstruction_loss(x_aba, x_a)
-            terms["recon_cyc_b"] = cycle_reconstruction_loss(x_bab, x_b)
-            total = total + c.recon_x_cyc_w * (terms["recon_cyc_a"] + terms["recon_cyc_b"])
+            terms["recon_cyc_A"] = cycle_reconstruction_loss(x_aba, x_a)
+            terms["recon_cyc_B"] = cycle_reconstruction_loss(x_bab, x_b)
+            total = total + c.recon_x_cyc_w * (terms["recon_cyc_A"] + terms["recon_cyc_B"])
         if c.colour_w > 0:
-            terms["colour_a"] = colour_anchor_loss(x_ab, x_a)
-            terms["colour_b"] = colour_anchor_loss(x_ba, x_b)
-            total = total + c.colour_w * (terms["colour_a"] + terms["colour_b"])
+            terms["colour_A"] = colour_anchor_loss(x_ab, x_a)
+            terms["colour_B"] = colour_anchor_loss(x_ba, x_b)
+            total = total + c.colour_w * (terms["colour_A"] + terms["colour_B"])
         if c.vgg_w > 0:
             vgg = self.frozen.get("vgg", x_a.device)
             if vgg is None:
                 raise RuntimeError("vgg_w > 0 but this model was built without a VGG network; rebuild it with vgg_w > 0")
-            terms["vgg_a"] = perceptual_loss(vgg, x_ab, x_a)
-            terms["vgg_b"] = perceptual_loss(vgg, x_ba, x_b)
-            total = total + c.vgg_w * (terms["vgg_a"] + terms["vgg_b"])
+            terms["vgg_A"] = perceptual_loss(vgg, x_ab, x_a)
+            terms["vgg_B"] = perceptual_loss(vgg, x_ba, x_b)
+            total = total + c.vgg_w * (terms["vgg_A"] + terms["vgg_B"])
         terms["G_total"] = total
         return terms
 
@@ -933,8 +935,8 @@ class Model(StyleTranslation, TranslationModel):
         """The warm-up terms (``step < warmup_steps``, not in the paper): each image reproduced across domains.
 
         ``warmup_ab = |G_b(c_a, s_b) - x_a|`` and ``warmup_ba = |G_a(c_b, s_a) - x_b|`` with random
-        styles, beside the paper's within-domain reconstructions ``recon_x_a/b``; ``G_total`` is
-        ``recon_x_w * (recon_x_a + recon_x_b) + warmup_ab + warmup_ba``. Why: from random weights a
+        styles, beside the paper's within-domain reconstructions ``recon_x_A/B``; ``G_total`` is
+        ``recon_x_w * (recon_x_A + recon_x_B) + warmup_ab + warmup_ba``. Why: from random weights a
         translation is noise for hundreds of steps; started from "the photo, drawn by the cartoon
         decoder", the adversarial phase only has to change its style (CartoonGAN's initialisation
         phase, applied to both generators; issue "Cartoons that work").
@@ -942,12 +944,12 @@ class Model(StyleTranslation, TranslationModel):
         c_a, s_a_prime = self.gen_a.encode(x_a)
         c_b, s_b_prime = self.gen_b.encode(x_b)
         terms = {
-            "recon_x_a": image_reconstruction_loss(self.gen_a.decode(c_a, s_a_prime), x_a),
-            "recon_x_b": image_reconstruction_loss(self.gen_b.decode(c_b, s_b_prime), x_b),
+            "recon_x_A": image_reconstruction_loss(self.gen_a.decode(c_a, s_a_prime), x_a),
+            "recon_x_B": image_reconstruction_loss(self.gen_b.decode(c_b, s_b_prime), x_b),
             "warmup_ab": image_reconstruction_loss(self.gen_b.decode(c_a, s_b), x_a),
             "warmup_ba": image_reconstruction_loss(self.gen_a.decode(c_b, s_a), x_b),
         }
-        terms["G_total"] = (self.config.recon_x_w * (terms["recon_x_a"] + terms["recon_x_b"])
+        terms["G_total"] = (self.config.recon_x_w * (terms["recon_x_A"] + terms["recon_x_B"])
                             + terms["warmup_ab"] + terms["warmup_ba"])
         return terms
 
@@ -963,8 +965,8 @@ class Model(StyleTranslation, TranslationModel):
         :meth:`warmup_update` runs, and the result holds its terms instead.
 
         Each update draws its own styles from N(0, I) (:meth:`training_styles`). Returns
-        ``D_total``, the unweighted generator terms (``G_adv_a/b``, ``recon_x_a/b``, ``recon_s_a/b``,
-        ``recon_c_a/b``, ``recon_cyc_a/b`` and ``vgg_a/b`` when their weight is > 0) and the weighted
+        ``D_total``, the unweighted generator terms (``G_adv_A/B``, ``recon_x_A/B``, ``recon_s_A/B``,
+        ``recon_c_A/B``, ``recon_cyc_A/B`` and ``vgg_A/B`` when their weight is > 0) and the weighted
         ``G_total``, as floats.
         """
         x_a, x_b = batch["A"], batch["B"]

@@ -40,7 +40,7 @@ from torch import nn
 
 from toonlab.config import check_at_least
 from toonlab.losses import GAN_MODES, GANLoss, colour_anchor_loss, flatness_loss
-from toonlab.models.base import Precision, TranslationModel
+from toonlab.models.base import Precision, TranslationModel, lowercase_domain_renames
 from toonlab.nn import FrozenNets, init_weights, make_activation, make_norm, set_requires_grad
 
 DIRECTIONS = ("AtoB", "BtoA")
@@ -341,7 +341,7 @@ class Config:
     gan_w: float = 1.0
     teacher: str = "none"
     teacher_w: float = 0.0
-    #: toonlab deviation (off in ``paper``): the teacher also reads the cartoons (``teacher_b``). The paper's
+    #: toonlab deviation (off in ``paper``): the teacher also reads the cartoons (``teacher_B``). The paper's
     #: FaceNet knows photos only; the part segmenter was trained on photos and cartoons with the same labels,
     #: so both domains' embeddings are pulled to one domain-free target, which aligns the shared space
     teacher_both: bool = False
@@ -439,6 +439,7 @@ class Model(TranslationModel):
     kind: ClassVar[str] = "xgan"
     generator_names: ClassVar[tuple[str, ...]] = ("enc_a", "enc_b", "enc_shared", "dec_shared", "dec_a", "dec_b")
     hparam_names: ClassVar[tuple[str, ...]] = ("lr", "rec_w", "dann_w", "sem_w", "gan_w", "teacher_w", "colour_w", "flat_w")
+    renamed_losses: ClassVar[dict[str, str]] = lowercase_domain_renames("D", "rec", "sem", "gan", "colour", "flat", "teacher")
 
     def __init__(self, config: Config, teacher_net: nn.Module | None = None):
         if not isinstance(config, Config):
@@ -545,57 +546,57 @@ class Model(TranslationModel):
         return lines
 
     # -- schedule -----------------------------------------------------------------------------------
-    def base_lr(self, optimizer_name: str, step: int = 0, steps_per_epoch: int = 1) -> float:
+    def base_lr(self, optimizer_name: str, step: int = 0) -> float:
         """``warmup_lr`` during the warm-up (when set), else ``lr``; constant otherwise (the paper names no schedule)."""
         c = self.config
         return float(c.warmup_lr if step < c.warmup_steps and c.warmup_lr is not None else c.lr)
 
     # -- losses and updates (notebook 04 §"Losses", §"Training step") -----------------------------
     def discriminator_losses(self, x_a: torch.Tensor, x_b: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``D_b`` (real cartoons vs ``d_b(e_a(x_a))``), ``D_a`` with ``gan_photos``, and ``D_total = gan_w * sum``."""
+        """``D_B`` (real cartoons vs ``d_b(e_a(x_a))``), ``D_A`` with ``gan_photos``, and ``D_total = gan_w * sum``."""
         with torch.no_grad():
             fake_b = self.decode(self.encode(x_a, "A"), "B")
-        terms = {"D_b": self.criterion_gan(self.dis_b(fake_b), False) + self.criterion_gan(self.dis_b(x_b), True)}
+        terms = {"D_B": self.criterion_gan(self.dis_b(fake_b), False) + self.criterion_gan(self.dis_b(x_b), True)}
         if self.dis_a is not None:
             with torch.no_grad():
                 fake_a = self.decode(self.encode(x_b, "B"), "A")
-            terms["D_a"] = self.criterion_gan(self.dis_a(fake_a), False) + self.criterion_gan(self.dis_a(x_a), True)
+            terms["D_A"] = self.criterion_gan(self.dis_a(fake_a), False) + self.criterion_gan(self.dis_a(x_a), True)
         terms["D_total"] = self.config.gan_w * sum(terms.values())
         return terms
 
     def generator_losses(self, x_a: torch.Tensor, x_b: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every term of paper eq. 6, unweighted, plus the weighted ``G_total``.
 
-        ``rec_a``/``rec_b`` (eq. 1), ``dann`` (eq. 2, through the gradient reversal, so the
-        classifier and the encoders learn from it in opposite directions), ``sem_a``/``sem_b``
-        (eq. 3), ``gan_b`` (eq. 4; ``gan_a`` with ``gan_photos``), ``teacher`` (eq. 5, with a teacher)
-        and toonlab's ``colour_a``/``colour_b`` when ``colour_w > 0`` and ``flat_b`` when ``flat_w > 0``.
+        ``rec_A``/``rec_B`` (eq. 1), ``dann`` (eq. 2, through the gradient reversal, so the
+        classifier and the encoders learn from it in opposite directions), ``sem_A``/``sem_B``
+        (eq. 3), ``gan_B`` (eq. 4; ``gan_A`` with ``gan_photos``), ``teacher`` (eq. 5, with a teacher)
+        and toonlab's ``colour_A``/``colour_B`` when ``colour_w > 0`` and ``flat_B`` when ``flat_w > 0``.
         """
         c = self.config
         z_a, z_b = self.encode(x_a, "A"), self.encode(x_b, "B")
         x_ab, x_ba = self.decode(z_a, "B"), self.decode(z_b, "A")
         terms = {
-            "rec_a": reconstruction_loss(self.decode(z_a, "A"), x_a, c.rec_loss),
-            "rec_b": reconstruction_loss(self.decode(z_b, "B"), x_b, c.rec_loss),
+            "rec_A": reconstruction_loss(self.decode(z_a, "A"), x_a, c.rec_loss),
+            "rec_B": reconstruction_loss(self.decode(z_b, "B"), x_b, c.rec_loss),
             "dann": domain_adversarial_loss(self.classifier, z_a, z_b),
-            "sem_a": semantic_consistency_loss(z_a, self.encode(x_ab, "B")),
-            "sem_b": semantic_consistency_loss(z_b, self.encode(x_ba, "A")),
-            "gan_b": self.criterion_gan(self.dis_b(x_ab), True),
+            "sem_A": semantic_consistency_loss(z_a, self.encode(x_ab, "B")),
+            "sem_B": semantic_consistency_loss(z_b, self.encode(x_ba, "A")),
+            "gan_B": self.criterion_gan(self.dis_b(x_ab), True),
         }
-        total = (c.rec_w * (terms["rec_a"] + terms["rec_b"]) + c.dann_w * terms["dann"]
-                 + c.sem_w * (terms["sem_a"] + terms["sem_b"]) + c.gan_w * terms["gan_b"])
+        total = (c.rec_w * (terms["rec_A"] + terms["rec_B"]) + c.dann_w * terms["dann"]
+                 + c.sem_w * (terms["sem_A"] + terms["sem_B"]) + c.gan_w * terms["gan_B"])
         if self.dis_a is not None:
-            terms["gan_a"] = self.criterion_gan(self.dis_a(x_ba), True)
-            total = total + c.gan_w * terms["gan_a"]
+            terms["gan_A"] = self.criterion_gan(self.dis_a(x_ba), True)
+            total = total + c.gan_w * terms["gan_A"]
         if self.uses_teacher:
             total = total + self.add_teacher_losses(terms, z_a, z_b, x_a, x_b)
         if c.colour_w > 0:
-            terms["colour_a"] = colour_anchor_loss(x_ab, x_a)
-            terms["colour_b"] = colour_anchor_loss(x_ba, x_b)
-            total = total + c.colour_w * (terms["colour_a"] + terms["colour_b"])
+            terms["colour_A"] = colour_anchor_loss(x_ab, x_a)
+            terms["colour_B"] = colour_anchor_loss(x_ba, x_b)
+            total = total + c.colour_w * (terms["colour_A"] + terms["colour_B"])
         if c.flat_w > 0:
-            terms["flat_b"] = flatness_loss(x_ab)
-            total = total + c.flat_w * terms["flat_b"]
+            terms["flat_B"] = flatness_loss(x_ab)
+            total = total + c.flat_w * terms["flat_B"]
         terms["G_total"] = total
         return terms
 
@@ -606,18 +607,18 @@ class Model(TranslationModel):
 
     def add_teacher_losses(self, terms: dict[str, torch.Tensor], z_a: torch.Tensor, z_b: torch.Tensor,
                            x_a: torch.Tensor, x_b: torch.Tensor) -> torch.Tensor:
-        """Put ``teacher`` (paper eq. 5, photos) and, with ``teacher_both``, ``teacher_b`` (the cartoons,
-        toonlab's) into ``terms``; return their weighted sum ``teacher_w * (teacher + teacher_b)``."""
+        """Put ``teacher`` (paper eq. 5, photos) and, with ``teacher_both``, ``teacher_B`` (the cartoons,
+        toonlab's) into ``terms``; return their weighted sum ``teacher_w * (teacher + teacher_B)``."""
         teacher = self.frozen.get("teacher", x_a.device)
         terms["teacher"] = teacher_loss(z_a, teacher_vector(teacher, x_a), self.teacher_head)
         if self.config.teacher_both:
-            terms["teacher_b"] = teacher_loss(z_b, teacher_vector(teacher, x_b), self.teacher_head)
-        return self.config.teacher_w * (terms["teacher"] + terms.get("teacher_b", 0.0))
+            terms["teacher_B"] = teacher_loss(z_b, teacher_vector(teacher, x_b), self.teacher_head)
+        return self.config.teacher_w * (terms["teacher"] + terms.get("teacher_B", 0.0))
 
     def warmup_losses(self, x_a: torch.Tensor, x_b: torch.Tensor) -> dict[str, torch.Tensor]:
         """The warm-up terms (``step < warmup_steps``, not in the paper): each image drawn back by both decoders.
 
-        ``rec_a``/``rec_b`` as in eq. 1, ``warmup_ab = rec(d_b(e_a(x_a)), x_a)`` and
+        ``rec_A``/``rec_B`` as in eq. 1, ``warmup_ab = rec(d_b(e_a(x_a)), x_a)`` and
         ``warmup_ba = rec(d_a(e_b(x_b)), x_b)`` (weight ``rec_w * warmup_cross_w``), and the teacher terms
         when there is a teacher; no GAN, classifier or semantic term. Why: from random
         weights a translation is noise for hundreds of steps; started from "the photo, drawn by the
@@ -626,10 +627,10 @@ class Model(TranslationModel):
         c = self.config
         z_a, z_b = self.encode(x_a, "A"), self.encode(x_b, "B")
         terms = {
-            "rec_a": reconstruction_loss(self.decode(z_a, "A"), x_a, c.rec_loss),
-            "rec_b": reconstruction_loss(self.decode(z_b, "B"), x_b, c.rec_loss),
+            "rec_A": reconstruction_loss(self.decode(z_a, "A"), x_a, c.rec_loss),
+            "rec_B": reconstruction_loss(self.decode(z_b, "B"), x_b, c.rec_loss),
         }
-        total = c.rec_w * (terms["rec_a"] + terms["rec_b"])
+        total = c.rec_w * (terms["rec_A"] + terms["rec_B"])
         if c.warmup_cross_w > 0:
             terms["warmup_ab"] = reconstruction_loss(self.decode(z_a, "B"), x_a, c.rec_loss)
             terms["warmup_ba"] = reconstruction_loss(self.decode(z_b, "A"), x_b, c.rec_loss)
