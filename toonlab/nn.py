@@ -393,6 +393,15 @@ class ImagePool:
         self.images: list[torch.Tensor] = []
         self.generator = torch.Generator().manual_seed(int(seed))
 
+    @classmethod
+    def for_model(cls, pool_size: int, model_seed: int, index: int = 1) -> "ImagePool":
+        """The ``index``-th pool (1, 2 ...) of a model whose config seed is ``model_seed``: seeded ``2 * model_seed + index``.
+
+        Why a formula: each pool flips its own coins, apart from the other pool's and from the model's
+        weight draws, and two model seeds never share a pool seed (seed 0: pools 1 and 2; seed 1: 3 and 4).
+        """
+        return cls(pool_size, seed=2 * int(model_seed) + int(index))
+
     def __len__(self) -> int:
         return len(self.images)
 

@@ -386,7 +386,7 @@ class Model(TranslationModel):
         if feature_net is not None:
             self.frozen.put("content", feature_net)
         self.criterion_gan = GANLoss(c.gan_mode)
-        self.pool = ImagePool(c.pool_size, seed=2 * c.seed + 1)
+        self.pool = ImagePool.for_model(c.pool_size, c.seed)
         betas = (c.beta1, c.beta2)
         self.optimizers = {
             "G": torch.optim.Adam(self.generator.parameters(), lr=c.init_lr, betas=betas),

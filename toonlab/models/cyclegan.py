@@ -393,8 +393,8 @@ class Model(TranslationModel):
                 init_weights(net, c.init_type, c.init_gain)
         self.criterion_gan = GANLoss(c.gan_mode)
         # pool_A holds fakes of domain A (from G_B) for D_B; pool_B holds fakes of B for D_A
-        self.pool_A = ImagePool(c.pool_size, seed=2 * c.seed + 1)
-        self.pool_B = ImagePool(c.pool_size, seed=2 * c.seed + 2)
+        self.pool_A = ImagePool.for_model(c.pool_size, c.seed, 1)
+        self.pool_B = ImagePool.for_model(c.pool_size, c.seed, 2)
         betas = (c.beta1, c.beta2)
         self.optimizers = {
             "G": torch.optim.Adam(itertools.chain(self.G_A.parameters(), self.G_B.parameters()), lr=c.lr, betas=betas),
