@@ -356,8 +356,10 @@ def test_training_loop_wraps_the_dataset_and_crosses_the_phase_boundary():
     from toonlab.train import Trainer, prepare_dataset_for
 
     model = fast_model(init_steps=2)
-    dataset = prepare_dataset_for(model, TinyPortraits())
+    source = TinyPortraits()
+    dataset = prepare_dataset_for(model, source)
     assert isinstance(dataset, EdgePromotedDataset) and model.wrap_dataset(dataset) is dataset
+    assert model.unwrap_dataset(dataset) is source and model.unwrap_dataset(source) is source
     trainer = Trainer(model, dataset, device="cpu", progress=False)
     history = trainer.fit(steps=4)
     assert [h["D_total"] == 0.0 for h in history] == [True, True, False, False]

@@ -247,7 +247,7 @@ def test_the_model_contract_defaults_the_loop_relies_on():
 
     model = TinyModel(TinyConfig(batch_size=3))
     data = object()
-    assert model.batch_size == 3 and model.wrap_dataset(data) is data and prepare_dataset_for(model, data) is data
+    assert model.batch_size == 3 and model.wrap_dataset(data) is data is model.unwrap_dataset(data) and prepare_dataset_for(model, data) is data
     assert model.multimodal is False and model.notes() == []
     x = torch.rand(2, 3, 8, 8) * 2 - 1
     with pytest.raises(ValueError, match="draws no styles"):

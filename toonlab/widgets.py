@@ -353,7 +353,7 @@ def _panel_protocol(trainer):
     from toonlab.data.synthetic import SyntheticPortraits
     from toonlab.metrics.synthetic import Protocol
 
-    dataset = getattr(trainer.dataset, "dataset", trainer.dataset)  # CartoonGAN wraps its data
+    dataset = trainer.model.unwrap_dataset(trainer.dataset)
     if not isinstance(dataset, SyntheticPortraits):
         return None
     return Protocol(size=int(trainer.model.config.image_size), n=32, seed=dataset.seed)

@@ -283,6 +283,10 @@ class TranslationModel(nn.Module):
         """The dataset the loop should draw from; default ``dataset`` itself (CartoonGAN adds edge twins)."""
         return dataset
 
+    def unwrap_dataset(self, dataset):
+        """What :meth:`wrap_dataset` was given, from what it returned (the images a panel scores); default ``dataset``."""
+        return dataset
+
     def notes(self) -> list[str]:
         """Lines a user should read when training starts (a choice made for them, a deviation); none by default."""
         return []

@@ -533,6 +533,10 @@ class Model(TranslationModel):
         """``dataset`` with edge-smoothed cartoons (``"B_smooth"``), as the training loop needs."""
         return dataset if isinstance(dataset, EdgePromotedDataset) else EdgePromotedDataset(dataset)
 
+    def unwrap_dataset(self, dataset):
+        """The photos and cartoons under the edge-smoothed twins :meth:`wrap_dataset` added."""
+        return dataset.dataset if isinstance(dataset, EdgePromotedDataset) else dataset
+
     @torch.no_grad()
     def translate(self, x: torch.Tensor, direction: str = "AtoB") -> torch.Tensor:
         """``AtoB``: the generator (photo -> cartoon), in eval mode without gradients.
