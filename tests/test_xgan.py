@@ -75,6 +75,21 @@ def test_translation_is_the_other_decoder_of_the_embedding(model):
     assert model.training  # translate leaves the training mode as it was
 
 
+def test_cartoon_filter_smooths_the_drawn_cartoons_only():
+    from toonlab.nn import guided_filter
+
+    plain = build_model("xgan", "fast")
+    filtered = build_model("xgan", "fast", cartoon_filter="guided", cartoon_filter_eps=0.02)
+    filtered.load_state_dict(plain.state_dict())  # same weights: the filter has no parameters
+    z = plain.encode(_images(), "A")
+    with torch.no_grad():
+        assert torch.equal(filtered.decode(z, "A"), plain.decode(z, "A"))  # photos as drawn
+        assert torch.allclose(filtered.decode(z, "B"), guided_filter(plain.decode(z, "B"), 1, 0.02))
+        assert not torch.allclose(filtered.decode(z, "B"), plain.decode(z, "B"))
+    assert any("cartoon filter guided" in line for line in filtered.notes())
+    assert xgan.Config.preset("paper").cartoon_filter == "none"
+
+
 def test_wrong_images_and_names_are_refused_clearly(model):
     with pytest.raises(ValueError, match=r"\(N, 3, 32, 32\).*resize"):
         model.encode(_images(2, 64), "A")
@@ -269,6 +284,8 @@ def test_gradient_reversal_lets_the_encoders_fool_the_classifier():
     (dict(teacher_w=1.0), "needs a teacher"),
     (dict(batch_size=1), "batch norm needs at least 2"),
     (dict(dann_w=-1.0), "dann_w"),
+    (dict(cartoon_filter="box"), "unknown cartoon_filter"),
+    (dict(cartoon_filter_eps=-0.1), "cartoon_filter_eps"),
 ])
 def test_bad_configs_say_what_to_change(overrides, message):
     with pytest.raises(ValueError, match=message):

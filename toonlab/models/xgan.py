@@ -41,12 +41,14 @@ from torch import nn
 from toonlab.config import check_at_least
 from toonlab.losses import GAN_MODES, GANLoss, colour_anchor_loss, flatness_loss
 from toonlab.models.base import Precision, TranslationModel, lowercase_domain_renames
-from toonlab.nn import FrozenNets, init_weights, make_activation, make_norm, set_requires_grad
+from toonlab.nn import FrozenNets, guided_filter, init_weights, make_activation, make_norm, set_requires_grad
 
 DIRECTIONS = ("AtoB", "BtoA")
 DOMAINS = ("A", "B")
 #: normalisation after each convolution of encoders and decoders
 XGAN_NORMS = ("batch", "instance", "none")
+#: Config.cartoon_filter: the cartoon decoder's output as drawn, or through the self-guided filter
+CARTOON_FILTERS = ("none", "guided")
 #: Config.rec_loss: squared (the paper's L2) or absolute pixel error
 REC_LOSSES = ("l2", "l1")
 #: Config.teacher: no teacher, or toonlab's synthetic part segmenter (the paper uses FaceNet)
@@ -356,6 +358,11 @@ class Config:
     #: toonlab deviation (off in ``paper``): weight of the flatness prior on translated cartoons
     #: (:func:`toonlab.losses.flatness_loss`): small colour steps (speckle, texture) cost, outlines do not
     flat_w: float = 0.0
+    #: toonlab deviation (off in ``paper``): ``"guided"`` passes every cartoon the decoder draws through the
+    #: self-guided filter (:func:`toonlab.nn.guided_filter`, radius 1, ``cartoon_filter_eps``): a parameter-free last
+    #: layer that flattens speckle and keeps outlines, as CycleGAN's guided input skip does for its generators
+    cartoon_filter: str = "none"
+    cartoon_filter_eps: float = 0.01
     #: toonlab deviation (off in ``paper``): the first ``warmup_steps`` iterations train encoders and
     #: decoders alone to reproduce each image in both domains' decoders (as MUNIT's cpu warm-up), so the
     #: adversarial phase starts from faces
@@ -374,11 +381,13 @@ class Config:
         # drawn by the other decoder; at lr 1e-3 the auto-encoders stalled), the absolute reconstruction
         # error at weight 10, the colour anchor (colour_w 10), the flatness prior (flat_w 10: without it
         # the GAN phase fills the faces with speckle), a GAN weight of 0.1 and a domain-adversarial
-        # weight of 0.1, and the part segmenter as the teacher (teacher_w 1)
+        # weight of 0.1, the part segmenter as the teacher (teacher_w 1), and the cartoon filter (the drawn
+        # cartoons through the self-guided filter: texture 6.7 -> 2.4, SSIM 0.55 -> 0.59, colour spread
+        # 9.95 -> 9.0, strange colours 0.43 -> 0.41, L1 on the person 0.134 -> 0.133)
         "cpu": dict(batch_size=8, width=16, embedding_dim=256, dis_dim=16, lr=2e-4, max_iter=1500,
                     norm="batch", rec_loss="l1", rec_w=10.0, sem_w=1.0, dann_w=0.1, gan_w=0.1,
                     colour_w=10.0, flat_w=10.0, teacher="parts", teacher_w=1.0, warmup_steps=600,
-                    warmup_lr=3e-4),
+                    warmup_lr=3e-4, cartoon_filter="guided"),
         # CI and FAST mode: 32 px, tiny nets, batch 2
         "fast": dict(image_size=32, batch_size=2, width=8, embedding_dim=32, dis_dim=8, dis_n_layers=3,
                      max_iter=20),
@@ -390,12 +399,13 @@ class Config:
     def validate(self) -> None:
         """Raise a ValueError naming the first bad field and its allowed values."""
         for name, allowed in (("norm", XGAN_NORMS), ("upsample", UPSAMPLES), ("rec_loss", REC_LOSSES),
-                              ("teacher", TEACHERS), ("gan_mode", GAN_MODES)):
+                              ("teacher", TEACHERS), ("gan_mode", GAN_MODES),
+                              ("cartoon_filter", CARTOON_FILTERS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose one of {', '.join(allowed)}")
         check_at_least(self, 1, ("image_size", "width", "embedding_dim", "dis_dim", "dis_n_layers"))
         check_at_least(self, 0, ("max_iter", "rec_w", "dann_w", "sem_w", "gan_w", "teacher_w", "lr", "colour_w",
-                                 "flat_w", "warmup_steps", "warmup_cross_w"))
+                                 "flat_w", "warmup_steps", "warmup_cross_w", "cartoon_filter_eps"))
         smallest = BOTTOM * 2**DOMAIN_UPSAMPLINGS
         if self.image_size < smallest or self.image_size & (self.image_size - 1):
             raise ValueError(f"image_size must be a power of two and at least {smallest} (the encoder halves it down "
@@ -500,7 +510,10 @@ class Model(TranslationModel):
 
     def decode(self, embedding: torch.Tensor, domain: str) -> torch.Tensor:
         """Image in [-1, 1] of ``domain`` drawn from embeddings ``(N, embedding_dim)``."""
-        return self._own(domain, self.dec_a, self.dec_b)(self.dec_shared(embedding))
+        image = self._own(domain, self.dec_a, self.dec_b)(self.dec_shared(embedding))
+        if domain == "B" and self.config.cartoon_filter == "guided":
+            image = guided_filter(image, 1, self.config.cartoon_filter_eps)
+        return image
 
     @staticmethod
     def _own(domain: str, module_a: nn.Module, module_b: nn.Module) -> nn.Module:
@@ -543,6 +556,9 @@ class Model(TranslationModel):
             lines.append(f"colour anchor weight {c.colour_w}: translations keep the person's colours (not in the paper)")
         if c.flat_w > 0:
             lines.append(f"flatness prior weight {c.flat_w}: translated cartoons are pushed to flat colour (not in the paper)")
+        if c.cartoon_filter != "none":
+            lines.append(f"cartoon filter {c.cartoon_filter} (eps {c.cartoon_filter_eps}): drawn cartoons are smoothed, "
+                         "outlines kept (not in the paper)")
         return lines
 
     # -- schedule -----------------------------------------------------------------------------------
