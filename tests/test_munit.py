@@ -260,6 +260,26 @@ def test_config_errors_name_the_field():
         munit.Config.preset("fast", gan_mode="wgan")
     with pytest.raises(TypeError, match="munit.Config"):
         munit.Model({"dim": 8})
+    with pytest.raises(ValueError, match="unknown cartoon_filter"):
+        munit.Config.preset("fast", cartoon_filter="median")
+
+
+def test_cartoon_filter_smooths_the_cartoon_generators_images_only():
+    from toonlab.nn import guided_filter
+
+    plain = munit.Model(munit.Config.preset("fast"))
+    filtered = munit.Model(munit.Config.preset("fast", cartoon_filter="guided", cartoon_filter_eps=0.02))
+    assert sorted(filtered.state_dict()) == sorted(plain.state_dict())  # no parameters: official layouts unchanged
+    filtered.load_state_dict(plain.state_dict())
+    x = _images(2, 32)
+    with torch.no_grad():
+        content, style = plain.gen_a.encode(x)
+        assert torch.equal(filtered.gen_a.decode(content, style), plain.gen_a.decode(content, style))  # photos as drawn
+        drawn = plain.gen_b.decode(content, style)
+        assert torch.allclose(filtered.gen_b.decode(content, style), guided_filter(drawn, 1, 0.02), atol=1e-6)
+        assert not torch.allclose(filtered.gen_b.decode(content, style), drawn, atol=1e-4)
+    assert any("cartoon filter guided" in line for line in filtered.notes())
+    assert munit.Config.preset("paper").cartoon_filter == "none"
 
 
 def test_lr_factor_halves_every_step_size(fast_model):

@@ -299,6 +299,45 @@ class InputSkipOptions:
         check_at_least(self, 0, ("skip_blur", "guided_radius", "guided_eps"))
 
 
+#: CartoonFilterOptions.cartoon_filter: the cartoon decoder's output as drawn, or through the self-guided filter
+CARTOON_FILTERS = ("none", "guided")
+
+
+@dataclass
+class CartoonFilterOptions:
+    """The cartoon filter's config fields, shared by the encoder-decoders (MUNIT, XGAN).
+
+    toonlab deviation, off in every ``paper`` preset: ``cartoon_filter="guided"`` passes every cartoon the
+    model draws through the self-guided filter (:func:`guided_filter`, radius 1, ``cartoon_filter_eps``),
+    a parameter-free last layer that flattens speckle and keeps outlines, as CycleGAN's guided input skip
+    does. The losses and the discriminator see the filtered cartoon, so the decoder learns to draw for it.
+    """
+
+    cartoon_filter: str = "none"
+    cartoon_filter_eps: float = 0.01
+
+    def validate_cartoon_filter(self) -> None:
+        """Raise a ValueError naming a bad cartoon-filter field (the configs' ``validate`` calls it)."""
+        from toonlab.config import check_at_least
+
+        if self.cartoon_filter not in CARTOON_FILTERS:
+            raise ValueError(f"unknown cartoon_filter {self.cartoon_filter!r}; choose one of {', '.join(CARTOON_FILTERS)}")
+        check_at_least(self, 0, ("cartoon_filter_eps",))
+
+    def cartoon_filter_notes(self) -> list[str]:
+        """The line a model's ``notes()`` prints when the filter is on (none when off)."""
+        if self.cartoon_filter == "none":
+            return []
+        return [f"cartoon filter {self.cartoon_filter} (eps {self.cartoon_filter_eps}): drawn cartoons are smoothed, "
+                "outlines kept (not in the paper)"]
+
+    def filter_cartoons(self, images: torch.Tensor) -> torch.Tensor:
+        """``images`` (drawn cartoons in [-1, 1]) through the filter this config asks for."""
+        if self.cartoon_filter == "guided":
+            return guided_filter(images, 1, self.cartoon_filter_eps)
+        return images
+
+
 class FrozenNets:
     """A model's frozen helper networks (content or perceptual features), kept outside its module tree.
 

@@ -37,8 +37,10 @@ from toonlab.models.base import Precision, TranslationModel, lowercase_domain_re
 from toonlab.nn import (
     PADDINGS,
     AdaptiveInstanceNorm2d,
+    CartoonFilterOptions,
     Conv2dBlock,
     FrozenNets,
+    guided_filter,
     init_weights,
     make_activation,
     set_requires_grad,
@@ -256,8 +258,11 @@ class AdaINGen(nn.Module):
 
     def __init__(self, input_dim: int = 3, dim: int = 64, style_dim: int = 8, mlp_dim: int = 256,
                  n_downsample: int = 2, n_res: int = 4, activation: str = "relu", pad_type: str = "reflect",
-                 style_downsample: int = STYLE_DOWNSAMPLINGS, mlp_blocks: int = 3, content_norm: str = "instance"):
+                 style_downsample: int = STYLE_DOWNSAMPLINGS, mlp_blocks: int = 3, content_norm: str = "instance",
+                 output_filter_eps: float | None = None):
         super().__init__()
+        #: toonlab's cartoon filter (off in the paper): every decoded image through the self-guided filter with this eps
+        self.output_filter_eps = output_filter_eps
         self.input_dim = input_dim
         self.style_dim = style_dim
         self.n_downsample = n_downsample
@@ -307,9 +312,10 @@ class AdaINGen(nn.Module):
             raise ValueError(f"style codes must have {self.style_dim} values each, got shape {tuple(style.shape)}")
         assign_adain_params(self.mlp(style), self.dec)
         try:
-            return self.dec(content)
+            image = self.dec(content)
         finally:
             clear_adain_params(self.dec)
+        return image if self.output_filter_eps is None else guided_filter(image, 1, self.output_filter_eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Within-domain reconstruction ``decode(*encode(x))``."""
@@ -384,7 +390,7 @@ def load_vgg16_relu5_3(weights: str | Path | None = "imagenet") -> VGGFeatures:
 
 
 @dataclass
-class Config:
+class Config(CartoonFilterOptions):
     """MUNIT hyper-parameters; the defaults are the official configs (docs/reference.md §2.2).
 
     Networks: ``dim``, ``style_dim``, ``mlp_dim``, ``n_downsample``, ``n_res`` (generators) and
@@ -490,6 +496,7 @@ class Config:
                              f"{', '.join(PERCEPTUAL_FEATURES)}")
         if self.warmup_lr is not None and not self.warmup_lr >= 0:
             raise ValueError(f"warmup_lr must be >= 0 or None (the lr), got {self.warmup_lr}")
+        self.validate_cartoon_filter()
         if self.content_norm not in CONTENT_NORMS:
             raise ValueError(f"unknown content_norm {self.content_norm!r}; choose one of {', '.join(CONTENT_NORMS)}")
         if self.gan_mode not in GAN_MODES:
@@ -758,7 +765,7 @@ class Model(StyleTranslation, TranslationModel):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(c.seed)
             self.gen_a = self._make_generator()
-            self.gen_b = self._make_generator()
+            self.gen_b = self._make_generator(cartoons=True)
             self.dis_a = self._make_discriminator()
             self.dis_b = self._make_discriminator()
             for gen in (self.gen_a, self.gen_b):
@@ -783,10 +790,12 @@ class Model(StyleTranslation, TranslationModel):
             "D": torch.optim.Adam(itertools.chain(self.dis_a.parameters(), self.dis_b.parameters()), **kwargs),
         }
 
-    def _make_generator(self) -> AdaINGen:
+    def _make_generator(self, cartoons: bool = False) -> AdaINGen:
+        """One domain's generator; the cartoon domain's (``cartoons``) draws through the config's cartoon filter."""
         c = self.config
+        filter_eps = c.cartoon_filter_eps if cartoons and c.cartoon_filter == "guided" else None
         return AdaINGen(3, c.dim, c.style_dim, c.mlp_dim, c.n_downsample, c.n_res, c.activ, c.pad_type,
-                        content_norm=c.content_norm)
+                        content_norm=c.content_norm, output_filter_eps=filter_eps)
 
     def compiled_networks(self) -> list[nn.Module]:
         """The encoders, style MLPs and discriminators (the networks ``encode``/``decode`` and the losses call).
@@ -819,7 +828,7 @@ class Model(StyleTranslation, TranslationModel):
         if c.content_norm != "instance" or c.colour_w > 0:
             lines.append(f"identity: content_norm {c.content_norm}, colour anchor weight {c.colour_w} "
                          "(toonlab's; the paper's content code is instance-normalised and the style sets the colours)")
-        return lines
+        return lines + c.cartoon_filter_notes()
 
     # -- schedule -----------------------------------------------------------------------------------
     def base_lr(self, optimizer_name: str, step: int = 0) -> float:

@@ -41,14 +41,12 @@ from torch import nn
 from toonlab.config import check_at_least
 from toonlab.losses import GAN_MODES, GANLoss, colour_anchor_loss, flatness_loss
 from toonlab.models.base import Precision, TranslationModel, lowercase_domain_renames
-from toonlab.nn import FrozenNets, guided_filter, init_weights, make_activation, make_norm, set_requires_grad
+from toonlab.nn import CartoonFilterOptions, FrozenNets, init_weights, make_activation, make_norm, set_requires_grad
 
 DIRECTIONS = ("AtoB", "BtoA")
 DOMAINS = ("A", "B")
 #: normalisation after each convolution of encoders and decoders
 XGAN_NORMS = ("batch", "instance", "none")
-#: Config.cartoon_filter: the cartoon decoder's output as drawn, or through the self-guided filter
-CARTOON_FILTERS = ("none", "guided")
 #: Config.rec_loss: squared (the paper's L2) or absolute pixel error
 REC_LOSSES = ("l2", "l1")
 #: Config.teacher: no teacher, or toonlab's synthetic part segmenter (the paper uses FaceNet)
@@ -310,7 +308,7 @@ def teacher_vector(teacher: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
-class Config:
+class Config(CartoonFilterOptions):
     """XGAN hyper-parameters. The paper preset is the paper's text; where it is silent, each choice is named here.
 
     From the paper (arXiv 1711.05139 v6 §3-4 and appendix, recalled: docs/reference.md §4 — check the PDF
@@ -358,11 +356,6 @@ class Config:
     #: toonlab deviation (off in ``paper``): weight of the flatness prior on translated cartoons
     #: (:func:`toonlab.losses.flatness_loss`): small colour steps (speckle, texture) cost, outlines do not
     flat_w: float = 0.0
-    #: toonlab deviation (off in ``paper``): ``"guided"`` passes every cartoon the decoder draws through the
-    #: self-guided filter (:func:`toonlab.nn.guided_filter`, radius 1, ``cartoon_filter_eps``): a parameter-free last
-    #: layer that flattens speckle and keeps outlines, as CycleGAN's guided input skip does for its generators
-    cartoon_filter: str = "none"
-    cartoon_filter_eps: float = 0.01
     #: toonlab deviation (off in ``paper``): the first ``warmup_steps`` iterations train encoders and
     #: decoders alone to reproduce each image in both domains' decoders (as MUNIT's cpu warm-up), so the
     #: adversarial phase starts from faces
@@ -399,13 +392,13 @@ class Config:
     def validate(self) -> None:
         """Raise a ValueError naming the first bad field and its allowed values."""
         for name, allowed in (("norm", XGAN_NORMS), ("upsample", UPSAMPLES), ("rec_loss", REC_LOSSES),
-                              ("teacher", TEACHERS), ("gan_mode", GAN_MODES),
-                              ("cartoon_filter", CARTOON_FILTERS)):
+                              ("teacher", TEACHERS), ("gan_mode", GAN_MODES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose one of {', '.join(allowed)}")
         check_at_least(self, 1, ("image_size", "width", "embedding_dim", "dis_dim", "dis_n_layers"))
         check_at_least(self, 0, ("max_iter", "rec_w", "dann_w", "sem_w", "gan_w", "teacher_w", "lr", "colour_w",
-                                 "flat_w", "warmup_steps", "warmup_cross_w", "cartoon_filter_eps"))
+                                 "flat_w", "warmup_steps", "warmup_cross_w"))
+        self.validate_cartoon_filter()
         smallest = BOTTOM * 2**DOMAIN_UPSAMPLINGS
         if self.image_size < smallest or self.image_size & (self.image_size - 1):
             raise ValueError(f"image_size must be a power of two and at least {smallest} (the encoder halves it down "
@@ -511,9 +504,7 @@ class Model(TranslationModel):
     def decode(self, embedding: torch.Tensor, domain: str) -> torch.Tensor:
         """Image in [-1, 1] of ``domain`` drawn from embeddings ``(N, embedding_dim)``."""
         image = self._own(domain, self.dec_a, self.dec_b)(self.dec_shared(embedding))
-        if domain == "B" and self.config.cartoon_filter == "guided":
-            image = guided_filter(image, 1, self.config.cartoon_filter_eps)
-        return image
+        return self.config.filter_cartoons(image) if domain == "B" else image
 
     @staticmethod
     def _own(domain: str, module_a: nn.Module, module_b: nn.Module) -> nn.Module:
@@ -556,9 +547,7 @@ class Model(TranslationModel):
             lines.append(f"colour anchor weight {c.colour_w}: translations keep the person's colours (not in the paper)")
         if c.flat_w > 0:
             lines.append(f"flatness prior weight {c.flat_w}: translated cartoons are pushed to flat colour (not in the paper)")
-        if c.cartoon_filter != "none":
-            lines.append(f"cartoon filter {c.cartoon_filter} (eps {c.cartoon_filter_eps}): drawn cartoons are smoothed, "
-                         "outlines kept (not in the paper)")
+        lines += c.cartoon_filter_notes()
         return lines
 
     # -- schedule -----------------------------------------------------------------------------------
