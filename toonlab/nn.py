@@ -303,6 +303,11 @@ class InputSkipOptions:
 CARTOON_FILTERS = ("none", "guided")
 
 
+def apply_cartoon_filter(images: torch.Tensor, eps: float | None) -> torch.Tensor:
+    """The cartoon filter on drawn cartoons: :func:`guided_filter` with radius 1 and ``eps``; ``None`` leaves them as drawn."""
+    return images if eps is None else guided_filter(images, 1, eps)
+
+
 @dataclass
 class CartoonFilterOptions:
     """The cartoon filter's config fields, shared by the encoder-decoders (MUNIT, XGAN).
@@ -331,11 +336,14 @@ class CartoonFilterOptions:
         return [f"cartoon filter {self.cartoon_filter} (eps {self.cartoon_filter_eps}): drawn cartoons are smoothed, "
                 "outlines kept (not in the paper)"]
 
+    @property
+    def active_cartoon_filter_eps(self) -> float | None:
+        """The eps :func:`apply_cartoon_filter` takes for this config: ``cartoon_filter_eps`` when on, else None."""
+        return self.cartoon_filter_eps if self.cartoon_filter == "guided" else None
+
     def filter_cartoons(self, images: torch.Tensor) -> torch.Tensor:
         """``images`` (drawn cartoons in [-1, 1]) through the filter this config asks for."""
-        if self.cartoon_filter == "guided":
-            return guided_filter(images, 1, self.cartoon_filter_eps)
-        return images
+        return apply_cartoon_filter(images, self.active_cartoon_filter_eps)
 
 
 class FrozenNets:

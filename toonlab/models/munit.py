@@ -40,7 +40,7 @@ from toonlab.nn import (
     CartoonFilterOptions,
     Conv2dBlock,
     FrozenNets,
-    guided_filter,
+    apply_cartoon_filter,
     init_weights,
     make_activation,
     set_requires_grad,
@@ -315,7 +315,7 @@ class AdaINGen(nn.Module):
             image = self.dec(content)
         finally:
             clear_adain_params(self.dec)
-        return image if self.output_filter_eps is None else guided_filter(image, 1, self.output_filter_eps)
+        return apply_cartoon_filter(image, self.output_filter_eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Within-domain reconstruction ``decode(*encode(x))``."""
@@ -793,9 +793,8 @@ class Model(StyleTranslation, TranslationModel):
     def _make_generator(self, cartoons: bool = False) -> AdaINGen:
         """One domain's generator; the cartoon domain's (``cartoons``) draws through the config's cartoon filter."""
         c = self.config
-        filter_eps = c.cartoon_filter_eps if cartoons and c.cartoon_filter == "guided" else None
         return AdaINGen(3, c.dim, c.style_dim, c.mlp_dim, c.n_downsample, c.n_res, c.activ, c.pad_type,
-                        content_norm=c.content_norm, output_filter_eps=filter_eps)
+                        content_norm=c.content_norm, output_filter_eps=c.active_cartoon_filter_eps if cartoons else None)
 
     def compiled_networks(self) -> list[nn.Module]:
         """The encoders, style MLPs and discriminators (the networks ``encode``/``decode`` and the losses call).
