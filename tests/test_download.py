@@ -565,7 +565,7 @@ def test_a_cartoonset_archive_without_images_is_refused_and_leaves_nothing(serve
         tf.addfile(info, io.BytesIO(b"hi"))
     asset = dataclasses.replace(DATASETS["cartoonset10k"], sources=[{"kind": "url", "url": f"{server.base}/empty.tgz"}])
     monkeypatch.setitem(DATASETS, "cartoonset10k", asset)
-    with pytest.warns(UnverifiedDownloadWarning), pytest.raises(download.DownloadError, match="not a CartoonSet archive"):
+    with pytest.warns(UnverifiedDownloadWarning), pytest.raises(download.DownloadError, match="not a cartoons archive"):
         prepare_dataset("cartoonset10k", root=tmp_path / "datasets", quiet=True)
     assert sorted(p.name for p in (tmp_path / "datasets").iterdir()) == ["downloads"]  # the archive stays, no half-built folder
 
@@ -584,6 +584,53 @@ def test_cartoonset_entries_name_their_licence_and_sources():
             download.read_cartoonset_attributes(bad)
         finally:
             bad.unlink()
+
+
+def anime_faces_like_zip(folder: Path, n: int = 21, name: str = "data.zip") -> Path:
+    """An anime-faces-shaped archive: ``data/K.png``, plus the ``__MACOSX`` twins a Mac zip adds."""
+    path = folder / name
+    with zipfile.ZipFile(path, "w") as zf:
+        for k in range(n):
+            zf.writestr(f"data/{k}.png", png_bytes(k))
+        zf.writestr("__MACOSX/data/._0.png", b"resource fork, not an image")
+    return path
+
+
+def test_anime_faces_is_verified_by_its_published_sha256_and_laid_out_as_cartoons(server, tmp_path, monkeypatch):
+    archive = anime_faces_like_zip(server.folder)
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    sources = [{"kind": "url", "url": f"{server.base}/{archive.name}"}]
+    pinned = dataclasses.replace(DATASETS["anime-faces"], sources=sources, sha256=digest, size=archive.stat().st_size)
+    monkeypatch.setitem(DATASETS, "anime-faces", pinned)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnverifiedDownloadWarning)  # pinned: no "unverified" warning
+        target = prepare_dataset("anime-faces", root=tmp_path, quiet=True)
+    test_names = sorted(p.name for p in (target / "testB").iterdir())
+    assert test_names == ["0.png", "18.png", "9.png"]  # name order 0, 1, 10, ..., 17 | 18, 19, 2, 20, 3, ..., 8 | 9: 1st, 11th, 21st
+    assert len(list((target / "trainB").iterdir())) == 18  # the __MACOSX twin is not an image of the dataset
+    assert (target / "trainB" / "5.png").read_bytes() == png_bytes(5)
+    assert '"testB": 3' in (target / COMPLETE_MARKER).read_text()
+
+
+def test_anime_faces_with_the_wrong_bytes_is_refused_and_nothing_is_laid_out(server, tmp_path, monkeypatch):
+    archive = anime_faces_like_zip(server.folder)
+    sources = [{"kind": "url", "url": f"{server.base}/{archive.name}"}]
+    monkeypatch.setitem(DATASETS, "anime-faces", dataclasses.replace(DATASETS["anime-faces"], sources=sources,
+                                                                     size=archive.stat().st_size))
+    with pytest.raises(download.DownloadError, match="does not match the expected b50c3f2e"):
+        prepare_dataset("anime-faces", root=tmp_path, quiet=True)
+    assert not (tmp_path / "anime-faces").exists()
+    assert not list((tmp_path / "downloads").glob("anime-faces*"))  # the mismatching file is deleted
+
+
+def test_anime_faces_entry_names_its_licence_and_pins_the_hub_commit():
+    asset = DATASETS["anime-faces"]
+    assert asset.layout == "cartoons" and not asset.unverified and asset.size == 462_126_466
+    assert asset.sha256 == "b50c3f2e1bbad0d119f8c5748a0d01138cb56152fb8997ce5c8b139129bf3c23"
+    assert "CC0-1.0" in asset.description and "copyright" in asset.description
+    urls = [s["url"] for s in asset.sources]
+    assert urls == [f"https://huggingface.co/datasets/huggan/anime-faces/resolve/{revision}/data.zip"
+                    for revision in (download.ANIME_FACES_COMMIT, "main")]
 
 
 def test_unknown_names_suggest_close_matches(tmp_path):

@@ -40,12 +40,12 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from toonlab.config import data_root
-from toonlab.data.folders import DatasetLayoutError, list_images, normalize_layout, validate_layout
+from toonlab.data.folders import IMAGE_EXTENSIONS, DatasetLayoutError, list_images, normalize_layout, validate_layout
 
 #: dataset layouts :func:`prepare_dataset` knows (see :attr:`Asset.layout`)
 LAYOUTS = ("unpaired", "cartoons", "photos")
-#: CartoonSet's fixed split: every ``CARTOONSET_TEST_EVERY``-th image in name order is a test image
-CARTOONSET_TEST_EVERY = 10
+#: the fixed split of cartoons-only datasets (CartoonSet, anime-faces): every ``CARTOONS_TEST_EVERY``-th image in name order is a test image
+CARTOONS_TEST_EVERY = 10
 #: Marker file written into a folder once its extraction or preparation finished.
 COMPLETE_MARKER = ".complete"
 #: Browser page of a Google Drive file (the manual fallback).
@@ -99,7 +99,7 @@ class Asset:
     unverified: bool = False
     description: str = ""
     #: how :func:`prepare_dataset` lays the extracted files out: ``"unpaired"`` (trainA/trainB/testA/testB
-    #: somewhere inside), ``"cartoons"`` (one folder of ``csN.png`` + ``csN.csv``: CartoonSet, domain B only)
+    #: somewhere inside), ``"cartoons"`` (one folder of cartoons, CartoonSet's with attribute CSVs: domain B only)
     #: or ``"photos"`` (one folder of face photos split by a companion partition file: CelebA, domain A only)
     layout: str = "unpaired"
     #: the MD5 the upstream publishes, checked when no sha256 is pinned (CelebA publishes MD5s only)
@@ -644,13 +644,33 @@ def _cartoonset(name: str, count: str, size: str) -> Asset:
         unverified=True,
         layout="cartoons",
         description=(f"CartoonSet {count} avatars ({size}; CC BY 4.0, credit Google's CartoonSet): cartoons only, "
-                     f"laid out as trainB/testB (every {CARTOONSET_TEST_EVERY}th in name order is a test image) "
+                     f"laid out as trainB/testB (every {CARTOONS_TEST_EVERY}th in name order is a test image) "
                      "with each attribute CSV beside its PNG; add your photos as trainA/testA"),
     )
 
 
 DATASETS["cartoonset10k"] = _cartoonset("cartoonset10k", "10,000", "about 450 MB")
 DATASETS["cartoonset100k"] = _cartoonset("cartoonset100k", "100,000", "about 4.45 GB")
+
+#: The larger anime-face collection: the HugGAN community's ``huggan/anime-faces`` on the Hugging Face Hub,
+#: one ``data.zip`` of anime character faces (PNG). Licence: the dataset card declares CC0-1.0; the faces
+#: are drawings collected from the web, so their artists' copyright may still apply -- fine for study,
+#: check before publishing what you train on it. The Hub publishes the archive's sha256 and size (its
+#: Git LFS pointer), so, unlike the older entries, this one is verified. The first source is pinned to
+#: the commit that uploaded it; the second follows ``main``.
+ANIME_FACES_COMMIT = "67ebcf8c69b45feb3883d695f04227078a6c9da9"
+ANIME_FACES_URL = "https://huggingface.co/datasets/huggan/anime-faces/resolve/{revision}/data.zip"
+DATASETS["anime-faces"] = Asset(
+    name="anime-faces",
+    filename="anime-faces.zip",
+    sha256="b50c3f2e1bbad0d119f8c5748a0d01138cb56152fb8997ce5c8b139129bf3c23",
+    size=462_126_466,
+    sources=[{"kind": "url", "url": ANIME_FACES_URL.format(revision=revision)} for revision in (ANIME_FACES_COMMIT, "main")],
+    layout="cartoons",
+    description=("huggan/anime-faces on the Hugging Face Hub: anime character faces (462 MB; the card declares CC0-1.0, "
+                 "the drawings' artists may still hold copyright): cartoons only, laid out as trainB/testB (every "
+                 f"{CARTOONS_TEST_EVERY}th in name order is a test image); add your photos as trainA/testA"),
+)
 
 
 CELEBA_GDRIVE = {"img_align_celeba.zip": ("0B7EVK8r0v71pZjFTYXZWM3FlRnM", "00d2c5bc6d35e252742224ab0c1e8fcb"),
@@ -706,24 +726,30 @@ def layout_photos(source: str | Path, dest: str | Path, partition: str | Path) -
     return counts
 
 
-def layout_cartoons(source: str | Path, dest: str | Path, test_every: int = CARTOONSET_TEST_EVERY) -> dict[str, int]:
-    """Lay CartoonSet's extracted ``csN.png`` (+ ``csN.csv``) out as ``dest/{trainB,testB}``; return the counts.
+def layout_cartoons(source: str | Path, dest: str | Path, test_every: int = CARTOONS_TEST_EVERY) -> dict[str, int]:
+    """Lay a cartoons-only archive (CartoonSet's ``csN.png`` + ``csN.csv``, anime-faces' ``N.png``) out as
+    ``dest/{trainB,testB}``; return the counts.
 
     The split is fixed and documented: in name order, every ``test_every``-th image (the 1st, the 11th,
-    ...) goes to ``testB``, the rest to ``trainB``. Each attribute CSV moves with its image. Raises a
-    :class:`DownloadError` naming the folder when it holds no PNG.
+    ...) goes to ``testB``, the rest to ``trainB``. An attribute CSV beside an image moves with it.
+    Hidden files and macOS ``__MACOSX`` folders are skipped. Raises a :class:`DownloadError` naming the
+    folder when it holds no image.
     """
     source, dest = Path(source), Path(dest)
-    images = sorted((p for p in source.rglob("*.png") if not any(part.startswith(".") for part in p.parts[len(source.parts):])),
+
+    def skipped(path: Path) -> bool:
+        return any(part.startswith(".") or part == "__MACOSX" for part in path.parts[len(source.parts):])
+
+    images = sorted((p for p in source.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and not skipped(p)),
                     key=lambda p: p.name)
     if not images:
-        raise DownloadError(f"{source} holds no PNG images: this is not a CartoonSet archive")
+        raise DownloadError(f"{source} holds no images ({' '.join(IMAGE_EXTENSIONS)}): this is not a cartoons archive")
     counts = {"trainB": 0, "testB": 0}
     for index, image in enumerate(images):
         folder = dest / ("testB" if index % test_every == 0 else "trainB")
         folder.mkdir(parents=True, exist_ok=True)
         if (folder / image.name).exists():
-            raise DownloadError(f"two images are named {image.name} in {source}; CartoonSet names each once")
+            raise DownloadError(f"two images are named {image.name} in {source}; a cartoons archive names each once")
         shutil.move(str(image), str(folder / image.name))
         attributes = image.with_suffix(".csv")
         if attributes.is_file():
@@ -794,7 +820,7 @@ def default_dataset_root() -> Path:
 
 
 def _validate(asset: Asset, folder: Path) -> None:
-    """Raise a ValueError when ``folder`` does not hold ``asset``'s layout (both domains, or CartoonSet's trainB/testB)."""
+    """Raise a ValueError when ``folder`` does not hold ``asset``'s layout (both domains, or a cartoons-only trainB/testB)."""
     if asset.layout == "unpaired":
         validate_layout(folder)
         return
@@ -809,7 +835,7 @@ def prepare_dataset(name: str, root: str | Path | None = None, quiet: bool = Fal
 
     The result is ``root/name/{trainA,trainB,testA,testB}`` (wherever the archive nests them,
     e.g. ``dataset/selfie2anime/trainA``) with a ``.complete`` marker; a second call returns at once.
-    CartoonSet (``layout="cartoons"``) becomes ``root/name/{trainB,testB}`` (:func:`layout_cartoons`).
+    A cartoons-only dataset (``layout="cartoons"``: CartoonSet, anime-faces) becomes ``root/name/{trainB,testB}`` (:func:`layout_cartoons`).
     The archive stays in ``root/downloads`` unless ``keep_archive`` is False. ``max_bytes`` caps the
     extracted size (see :func:`extract`).
     """
@@ -838,7 +864,7 @@ def prepare_dataset(name: str, root: str | Path | None = None, quiet: bool = Fal
         extract(archive, extracted, max_bytes=max_bytes)
         marker = {"dataset": name, "archive": archive.name}
         if asset.layout == "cartoons":
-            marker["split"] = f"every {CARTOONSET_TEST_EVERY}th image in name order is in testB"
+            marker["split"] = f"every {CARTOONS_TEST_EVERY}th image in name order is in testB"
             marker["counts"] = layout_cartoons(extracted, building)
         elif asset.layout == "photos":
             partition = companions[asset.companions[0]]
