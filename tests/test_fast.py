@@ -10,7 +10,7 @@ import torch
 
 from toonlab.data.synthetic import SyntheticPortraits
 from toonlab.models import build_model
-from toonlab.train import Trainer, fast_precision
+from toonlab.train import Trainer, cpu_speed_notes, fast_precision
 
 STEPS = 3
 needs_compiler = pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
@@ -111,7 +111,8 @@ def test_a_compiled_checkpoint_resumes_in_eager_mode_and_back(compiled_and_eager
 def test_bf16_autocast_on_the_cpu_trains_like_fp32(tmp_path):
     """What the fast path runs on a CPU where bf16 is faster: losses within 3 % of fp32 for the first steps."""
     fast = cyclegan_trainer(tmp_path, fast=True, precision="bf16")
-    assert fast.precision.mode == "bf16" and not fast.compiled and not fast.fused_adam
+    assert fast.precision.mode == "bf16" and not fast.compiled and fast.fused_adam  # fused Adam on a CPU too
+    assert all(g["fused"] for opt in fast.model.optimizers.values() for g in opt.param_groups)
     eager = cyclegan_trainer()
     assert eager.precision.mode == "fp32"
     fast.fit(STEPS)
@@ -121,6 +122,7 @@ def test_bf16_autocast_on_the_cpu_trains_like_fp32(tmp_path):
     assert_same_training(fast, eager, loss_rel=3e-2, weight_atol=3 * STEPS * LR)
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["fast"] is True and config["precision"] == "bf16" and config["compiled"] is False
+    assert config["fused_adam"] is True
 
 
 @bf16_cpu
@@ -145,6 +147,14 @@ def test_an_explicit_precision_wins_over_the_fast_default():
     assert not trainer.channels_last  # channels_last only on CUDA, and only where it helps
     assert cyclegan_trainer(fast=True, precision="fp32", channels_last=True).channels_last
     assert fast_precision(torch.device("meta")) == "fp32"
+
+
+def test_a_passive_openmp_wait_policy_is_named_as_what_slows_cpu_training():
+    cpu = torch.device("cpu")
+    (note,) = cpu_speed_notes(cpu, {"OMP_WAIT_POLICY": "passive"})
+    assert "OMP_WAIT_POLICY=PASSIVE" in note and "unset it" in note
+    assert cpu_speed_notes(cpu, {"OMP_WAIT_POLICY": "ACTIVE"}) == [] and cpu_speed_notes(cpu, {}) == []
+    assert cpu_speed_notes(torch.device("meta"), {"OMP_WAIT_POLICY": "PASSIVE"}) == []  # only CPU runs
 
 
 def test_cli_fast_flag_reaches_the_trainer(tmp_path, capsys):

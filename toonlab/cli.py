@@ -170,7 +170,7 @@ def _train(args: argparse.Namespace, world) -> int:
     from toonlab.data import load_datasets
     from toonlab.models import build_config
     from toonlab.metrics.report import PHOTO, headline
-    from toonlab.train import Trainer, make_trainer, sample_photos
+    from toonlab.train import Trainer, cpu_speed_notes, make_trainer, sample_photos
     from toonlab.viz import comparison_rows, image_rows, loss_curves, save_figure
 
     main_process = world is None or world.is_main
@@ -242,7 +242,7 @@ def _train(args: argparse.Namespace, world) -> int:
                  f"{trainer.effective_batch_size}" if trainer.world.distributed else "")
     say(f"training {args.model} on {trainer.device} ({trainer.precision.mode}){processes}, "
         f"{trainer.steps_per_epoch} steps/epoch, hparams {trainer.hparams}, run dir {trainer.run_dir}")
-    for note in trainer.model.notes():
+    for note in [*trainer.model.notes(), *cpu_speed_notes(trainer.device)]:
         say(f"note: {note}")
     trainer.fit(steps=steps, epochs=args.epochs)
     if not main_process:  # rank 0 evaluates and draws

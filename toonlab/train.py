@@ -14,7 +14,7 @@
   with ``weights_only=True`` (the format, its readers and :func:`~toonlab.checkpoint.load_trained_model`
   are in :mod:`toonlab.checkpoint`); the run's config is saved beside them as ``config.json``;
 * a fast path (``fast=True``, ``toonlab train --fast``): bf16 autocast where the chip computes
-  it natively, ``torch.compile`` of the networks and fused Adam on CUDA, cuDNN autotuning -- the same
+  it natively, fused Adam, ``torch.compile`` of the networks and cuDNN autotuning on CUDA -- the same
   model and losses, only faster (docs/performance.md §4.3);
 * several processes (``torchrun --nproc_per_node N``): each draws its own slice of every step's
   batches, gradients and losses are averaged across them, and rank 0 alone writes files
@@ -32,13 +32,14 @@ import copy
 import dataclasses
 import json
 import math
+import os
 import shlex
 import signal
 import statistics
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -134,13 +135,14 @@ class Trainer:
         num_workers: data loader worker processes.
         progress: show a tqdm progress bar.
         fast: the fast path: precision defaults to :func:`fast_precision` (bf16 where the device
-            computes it natively; on a CPU only where a few timed steps show it is faster), and on CUDA the
-            networks are compiled, Adam is fused, cuDNN autotunes (not bit-reproducible) and models that
+            computes it natively; on a CPU only where a few timed steps show it is faster), Adam is fused,
+            and on CUDA the networks are compiled, cuDNN autotunes (not bit-reproducible) and models that
             gain from it use channels_last. Off by default (measured speed-ups: docs/performance.md §4.3).
         compile: ``torch.compile`` the networks (:meth:`TranslationModel.compile_networks`);
             default: with ``fast`` on CUDA. On the CPU it adds to bf16 for CycleGAN and CartoonGAN only,
             after seconds to minutes of compiling, so there it is asked for on its own.
-        fused_adam: fused Adam (one kernel for all parameters); default: with ``fast`` on CUDA.
+        fused_adam: fused Adam (one kernel for all parameters); default: with ``fast`` (on a CPU too:
+            the paper CycleGAN step at 64 px went from 0.425 to 0.382 s in bf16, docs/performance.md §4.3).
         read_losses_every: read the losses back from the device every this many steps (a step then
             never waits for the GPU); default 1, and :data:`FAST_READ_LOSSES_EVERY` with ``fast`` on
             CUDA. The NaN guard checks every step's losses when they are read, and always before a
@@ -187,7 +189,7 @@ class Trainer:
             precision = fast_precision(self.device) if self.fast else "fp32"
         self.precision = Precision(precision, self.device)
         self.compiled = (self.fast and self.device.type == "cuda") if compile is None else bool(compile)
-        self.fused_adam = (self.fast and self.device.type == "cuda") if fused_adam is None else bool(fused_adam)
+        self.fused_adam = self.fast if fused_adam is None else bool(fused_adam)
         if self.fast and self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
             torch.backends.cudnn.deterministic = False
@@ -674,6 +676,20 @@ class Trainer:
         trainer = cls(model, prepare_dataset_for(model, dataset), **kwargs)
         trainer._load_state(state, path)
         return trainer
+
+
+def cpu_speed_notes(device: torch.device, environ: Mapping[str, str] | None = None) -> list[str]:
+    """What in the environment slows CPU training down, as lines for the log (empty when nothing does).
+
+    Why: ``OMP_WAIT_POLICY=PASSIVE`` puts OpenMP's threads to sleep between operations, and a training
+    step is thousands of small ones: on the 2-core development machine it made the CycleGAN ``cpu``
+    step 3x and the paper CycleGAN step 1.5x slower (docs/performance.md §4.3). It is right only where other processes share the cores.
+    """
+    environ = os.environ if environ is None else environ
+    if device.type != "cpu" or environ.get("OMP_WAIT_POLICY", "").strip().upper() != "PASSIVE":
+        return []
+    return ["OMP_WAIT_POLICY=PASSIVE is set: OpenMP threads sleep between operations, which made CPU "
+            "training 1.5-3x slower where it was measured; unset it unless other jobs share the cores"]
 
 
 def fast_precision(device: torch.device) -> str:
