@@ -14,7 +14,7 @@ image pools of 50, Adam(2e-4, (0.5, 0.999)). Three configurations are timed:
 
 * ``official``: ``CycleGANModel.set_input`` + ``optimize_parameters`` in fp32;
 * ``toonlab-eager``: ``build_model("cyclegan", "paper")``'s ``train_step`` in fp32;
-* ``toonlab-fast``: the same under :func:`toonlab.train.fast_precision` (bf16 autocast on a CPU that
+* ``toonlab-fast``: the same with fused Adam, under :func:`toonlab.train.fast_precision` (bf16 autocast on a CPU that
   computes bf16 natively, else fp32; the mode used is recorded).
 
 Every round runs each configuration in its own subprocess (so memory and thread pools do not leak
@@ -123,6 +123,10 @@ def run_toonlab(fast: bool, image_size: int, warmup: int, steps: int) -> dict:
     model = build_model("cyclegan", "paper", image_size=image_size)
     model.steps_per_epoch = 1000
     precision = Precision(mode, "cpu")
+    if fast:  # the fast path's fused Adam (toonlab.train.Trainer(fast=True))
+        for optimizer in model.optimizers.values():
+            for group in optimizer.param_groups:
+                group["fused"] = True
     a = torch.rand(1, 3, image_size, image_size) * 2 - 1
     b = torch.rand(1, 3, image_size, image_size) * 2 - 1
     data = {"A": a, "B": b}
@@ -231,7 +235,7 @@ def main(argv=None) -> int:
     note = (f"One CycleGAN training iteration (G and D updates), paper architecture at {args.image_size} px, "
             "batch 1, on the CPU; random tensors in [-1, 1]. Each configuration ran in its own process per round, "
             "in rotated order; medians and minima are over all timed iterations of all rounds. Speed-ups are "
-            "official median / toonlab median. toonlab-fast uses toonlab.train.fast_precision(cpu) "
+            "official median / toonlab median. toonlab-fast uses fused Adam and toonlab.train.fast_precision(cpu) "
             f"({by_name['toonlab-fast']['precision']} here).")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

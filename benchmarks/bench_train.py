@@ -5,9 +5,9 @@
     python benchmarks/bench_train.py --models cyclegan --presets paper --size 64 --fast --out ...
 
 ``--fast`` is the training loop's fast path (``toonlab train --fast``): the precision of
-:func:`toonlab.train.fast_precision` (bf16 where the chip computes it natively), and on CUDA
-``torch.compile`` of the networks, fused Adam and cuDNN autotuning; ``--compile`` and
-``--fused-adam`` turn those on alone (on the CPU too).
+:func:`toonlab.train.fast_precision` (bf16 where the chip computes it natively), fused Adam, and on
+CUDA ``torch.compile`` of the networks and cuDNN autotuning; ``--compile`` and ``--fused-adam`` turn
+those on alone (on the CPU too).
 
 Each (model, preset) runs in its own subprocess so that the peak memory (CUDA: max allocated;
 CPU: peak resident set size above the idle process) belongs to that configuration alone. Random
@@ -40,6 +40,8 @@ def machine_description(device: str) -> dict:
         "torch": torch.__version__,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "device": device,
+        # OMP_WAIT_POLICY=PASSIVE made CPU steps 1.5-3x slower here (docs/performance.md §4.3): say which ran
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
     }
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
@@ -149,7 +151,7 @@ def main(argv=None) -> int:
 
         cuda = args.device.startswith("cuda")
         args.precision = fast_precision(torch.device(args.device)) if args.precision == "fp32" else args.precision
-        args.compile, args.fused_adam = args.compile or cuda, args.fused_adam or cuda
+        args.compile, args.fused_adam = args.compile or cuda, True
 
     if args.one:
         result = run_one(args.one[0], args.one[1], args.device, args.precision, args.channels_last,
