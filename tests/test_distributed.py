@@ -110,14 +110,22 @@ def test_two_processes_equal_one_process_on_the_combined_batch(two_and_one):
     for name, value in single["model"].items():
         # the replicas stay identical (same averaged gradients, same Adam state)
         assert torch.equal(rank0["model"][name], rank1["model"][name]), name
-        # and equal the one-process run up to the rounding of the reduction order. A convolution bias
-        # right before an InstanceNorm has a true gradient of zero, so its Adam steps follow rounding
-        # noise: it may differ by a few learning rates (3 steps x 2e-4), and it cannot change an output
-        tolerance = dict(rtol=0, atol=1e-3) if name.endswith("bias") else dict(rtol=1e-4, atol=1e-5)
-        torch.testing.assert_close(rank0["model"][name], value, msg=name, **tolerance)
+        # and equal the one-process run up to the rounding of the reduction order. Adam divides each
+        # gradient by its own running size, so where a true gradient is (near) zero it steps by up to a
+        # learning rate along rounding noise: a convolution bias right before an InstanceNorm (true
+        # gradient zero; it cannot change an output) may differ by a few learning rates (3 steps x 2e-4),
+        # and so may a few weight elements (seen on an Intel CPU, whose convolutions round batch 2 and
+        # batch 4 differently: 1-5 of 9,216 by up to 3.6e-5). Wrong averaging would move them all.
+        diff = (rank0["model"][name] - value).abs()
+        if name.endswith("bias"):
+            assert diff.max() <= 1e-3, (name, diff.max())
+        else:
+            outside = diff > 1e-5 + 1e-4 * value.abs()
+            assert outside.float().mean() <= 1e-3 and diff.max() <= STEPS * 2e-4, (name, int(outside.sum()), diff.max())
     photos = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    # images in [-1, 1]; the rounding above moves them by up to 2e-4 (Intel CPU), other data by far more
     torch.testing.assert_close(translations(rank0["model"], photos), translations(single["model"], photos),
-                               rtol=0, atol=1e-4)
+                               rtol=0, atol=5e-4)
     assert len(rank0["history"]) == len(single["history"]) == STEPS
     for a, b, c in zip(rank0["history"], rank1["history"], single["history"]):
         for key in c:
