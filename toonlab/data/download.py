@@ -736,12 +736,7 @@ def layout_cartoons(source: str | Path, dest: str | Path, test_every: int = CART
     folder when it holds no image.
     """
     source, dest = Path(source), Path(dest)
-
-    def skipped(path: Path) -> bool:
-        return any(part.startswith(".") or part == "__MACOSX" for part in path.parts[len(source.parts):])
-
-    images = sorted((p for p in source.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and not skipped(p)),
-                    key=lambda p: p.name)
+    images = sorted(list_images(source), key=lambda p: p.name)  # list_images leaves hidden files and __MACOSX out
     if not images:
         raise DownloadError(f"{source} holds no images ({' '.join(IMAGE_EXTENSIONS)}): this is not a cartoons archive")
     counts = {"trainB": 0, "testB": 0}
