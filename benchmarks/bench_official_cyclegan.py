@@ -115,7 +115,7 @@ def run_toonlab(fast: bool, image_size: int, warmup: int, steps: int) -> dict:
 
     from toonlab.models import build_model
     from toonlab.models.base import Precision
-    from toonlab.train import fast_precision
+    from toonlab.train import fast_precision, set_fused_adam
 
     torch.manual_seed(0)
     mode = fast_precision(torch.device("cpu")) if fast else "fp32"
@@ -123,10 +123,7 @@ def run_toonlab(fast: bool, image_size: int, warmup: int, steps: int) -> dict:
     model = build_model("cyclegan", "paper", image_size=image_size)
     model.steps_per_epoch = 1000
     precision = Precision(mode, "cpu")
-    if fast:  # the fast path's fused Adam (toonlab.train.Trainer(fast=True))
-        for optimizer in model.optimizers.values():
-            for group in optimizer.param_groups:
-                group["fused"] = True
+    set_fused_adam(model, fast)  # the fast path's fused Adam, as toonlab.train.Trainer(fast=True) sets it
     a = torch.rand(1, 3, image_size, image_size) * 2 - 1
     b = torch.rand(1, 3, image_size, image_size) * 2 - 1
     data = {"A": a, "B": b}

@@ -56,6 +56,7 @@ def run_one(model_kind: str, preset: str, device: str, precision: str, channels_
 
     from toonlab.models import build_model
     from toonlab.models.base import Precision
+    from toonlab.train import set_fused_adam
 
     torch.manual_seed(0)
     overrides = {"batch_size": batch_size} if batch_size else {}
@@ -66,10 +67,7 @@ def run_one(model_kind: str, preset: str, device: str, precision: str, channels_
     model = build_model(model_kind, preset, **overrides).to(device)
     if channels_last:
         model.to_memory_format(torch.channels_last)
-    if fused_adam:
-        for optimizer in model.optimizers.values():
-            for group in optimizer.param_groups:
-                group["fused"] = True
+    set_fused_adam(model, fused_adam)
     if compile:
         model.compile_networks()
     if device.startswith("cuda") and (compile or fused_adam):

@@ -642,15 +642,8 @@ class Trainer:
         self.precision = Precision(fastest, self.device)
 
     def _set_optimizer_options(self) -> None:
-        """Fused Adam on or off in every optimiser, its step counters where the fused kernel wants them."""
-        for optimizer in self.model.optimizers.values():
-            for group in optimizer.param_groups:
-                if "fused" in group:
-                    group["fused"] = self.fused_adam or None
-            if self.fused_adam:
-                for param, state in optimizer.state.items():
-                    if isinstance(state.get("step"), torch.Tensor):
-                        state["step"] = state["step"].to(param.device, torch.float32)
+        """This run's fused-Adam choice in every optimiser (:func:`set_fused_adam`)."""
+        set_fused_adam(self.model, self.fused_adam)
 
     def _seed_this_process(self) -> None:
         """Ranks above 0 of a multi-process run draw their own random numbers (rank 0 keeps the run's)."""
@@ -678,12 +671,26 @@ class Trainer:
         return trainer
 
 
+def set_fused_adam(model: TranslationModel, fused: bool) -> None:
+    """Fused Adam (one kernel for all parameters) on or off in every optimiser of ``model``, and its step
+    counters where the fused kernel wants them (a resumed eager run keeps them on the CPU)."""
+    for optimizer in model.optimizers.values():
+        for group in optimizer.param_groups:
+            if "fused" in group:
+                group["fused"] = fused or None
+        if fused:
+            for param, state in optimizer.state.items():
+                if isinstance(state.get("step"), torch.Tensor):
+                    state["step"] = state["step"].to(param.device, torch.float32)
+
+
 def cpu_speed_notes(device: torch.device, environ: Mapping[str, str] | None = None) -> list[str]:
     """What in the environment slows CPU training down, as lines for the log (empty when nothing does).
 
     Why: ``OMP_WAIT_POLICY=PASSIVE`` puts OpenMP's threads to sleep between operations, and a training
     step is thousands of small ones: on the 2-core development machine it made the CycleGAN ``cpu``
-    step 3x and the paper CycleGAN step 1.5x slower (docs/performance.md §4.3). It is right only where other processes share the cores.
+    step 3x and the paper CycleGAN step 1.5x slower (docs/performance.md §4.3). It is right only where
+    other processes share the cores.
     """
     environ = os.environ if environ is None else environ
     if device.type != "cpu" or environ.get("OMP_WAIT_POLICY", "").strip().upper() != "PASSIVE":
