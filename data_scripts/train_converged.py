@@ -39,8 +39,8 @@ from toonlab.train import make_trainer
 RECIPES = {
     "cyclegan": dict(preset="cpu", overrides=dict(n_epochs=20, n_epochs_decay=20, lr=5e-5), steps=2000),
     "cartoongan": dict(preset="cpu", overrides=dict(n_epochs=3, n_epochs_decay=3), steps=3050),
-    # the shipped munit and xgan files were trained before their cpu presets gained the cartoon filter
-    # (MUNIT's and XGAN's retrained with it: README "Converged models"), hence cartoon_filter "none"
+    # the shipped munit and xgan files were trained before their cpu presets gained the cartoon filter,
+    # hence cartoon_filter "none" (XGAN's retrained with it was not shipped: README "Converged models")
     "munit": dict(preset="cpu", overrides=dict(max_iter=3000, step_size=1500, cartoon_filter="none"), steps=3000),
     "xgan": dict(preset="cpu", overrides=dict(max_iter=4500, cartoon_filter="none"), steps=4500),
 }
